@@ -1,0 +1,48 @@
+# occlufer: `make repro` runs the pipeline, `make test` runs the tests; both create .venv first.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(abspath $(VENV))/bin
+
+export PATH := $(BIN):$(PATH)
+export NO_ALBUMENTATIONS_UPDATE := 1
+export MLFLOW_DISABLE_TELEMETRY := true
+export DVC_NO_ANALYTICS := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install repro test test-slow lint params smoke ui
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e '.[dev]' 2>&1 | { grep -v "^WARNING: Location" || true; }
+	$(BIN)/python -c "import occlufer, torch, mlflow, dvc"  # fail here, not later
+	touch $@
+
+## the main job: the whole pipeline on the embedded synthetic faces
+repro: install
+	dvc repro
+
+## the default test suite (what CI runs)
+test: install
+	python -m pytest -m "not slow"
+
+## long tests: a real `mlflow server`, the real dataset (when ../shared/datasets is present)
+test-slow: install
+	python -m pytest -m slow
+
+lint: install
+	ruff check src tests benchmarks
+
+## rewrite params.yaml from conf/ (after editing conf/; `dvc exp run` does this by itself)
+params: install
+	occlufer compose
+
+## a seconds-long pipeline run as an experiment
+smoke: install
+	dvc exp run -S experiment=smoke
+
+ui: install
+	mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5000

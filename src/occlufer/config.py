@@ -1,0 +1,276 @@
+"""Parameters: compose ``conf/`` into ``params.yaml``, load it, and validate every key.
+
+The schema lives here and only here. Each section of ``params.yaml`` is a dataclass; loading
+checks for missing and unknown keys, types, ranges and choices, and raises :class:`ConfigError`
+with one line that says what is wrong, where, and how to fix it. Stages call
+:func:`load_params` first, so a bad value stops the pipeline before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from occlufer.errors import OccluferError
+from occlufer.labels import CLASSES
+
+PARAMS_FILE = "params.yaml"
+CONF_DIR = "conf"
+
+
+class ConfigError(OccluferError, ValueError):
+    """A bad parameter: the message is one line with what, where and how to fix it."""
+
+
+def _opt(*, choices: Sequence[Any] | None = None,
+         ge: float | None = None, gt: float | None = None, lt: float | None = None,
+         le: float | None = None, subset_of: Sequence[str] | None = None) -> Any:
+    """A schema field with its constraints (checked by :func:`_check`)."""
+    meta = {"choices": choices, "ge": ge, "gt": gt, "lt": lt, "le": le, "subset_of": subset_of}
+    return field(metadata=meta)
+
+
+def _model_names() -> list[str]:
+    from occlufer.models import MODELS  # local import: the registry imports torch
+
+    return sorted(MODELS)
+
+
+@dataclass(frozen=True)
+class AcquireCfg:
+    """S100: where faces come from."""
+
+    source: str = _opt(choices=("synthetic",))
+    image_size: int = _opt(choices=(48, 64, 96, 112))
+    classes: list[str] = _opt(subset_of=CLASSES)
+    n_per_class: int = _opt(ge=1)
+    n_subjects: int = _opt(ge=1)
+    intensity: list[float] = _opt(ge=0.0, le=1.0)
+    noise: float = _opt(ge=0.0, le=0.5)
+
+
+@dataclass(frozen=True)
+class OcclusionCfg:
+    """S200: one randomly occluded copy of each face."""
+
+    ratio: float = _opt(ge=0.0, lt=1.0)
+    fills: list[str] = _opt(subset_of=("gray", "noise"))
+    aspect: list[float] = _opt(gt=0.0)
+
+
+@dataclass(frozen=True)
+class SplitCfg:
+    """S300: mix clean and occluded copies 1:1 and split into train and val."""
+
+    val_fraction: float = _opt(gt=0.0, lt=1.0)
+
+
+@dataclass(frozen=True)
+class ModelCfg:
+    """S400: which architecture (see ``occlufer.models``)."""
+
+    name: str = _opt(choices=_model_names)  # type: ignore[arg-type]
+    dropout: float = _opt(ge=0.0, lt=1.0)
+
+
+@dataclass(frozen=True)
+class TrainCfg:
+    """S400: the training loop and where it is tracked."""
+
+    epochs: int = _opt(ge=1)
+    batch_size: int = _opt(ge=1)
+    lr: float = _opt(gt=0.0)
+    weight_decay: float = _opt(ge=0.0)
+    optimizer: str = _opt(choices=("adam", "adamw", "sgd"))
+    device: str = _opt(choices=("auto", "cpu", "cuda"))
+    num_threads: int = _opt(ge=0)
+    mlflow_experiment: str = _opt()
+    log_model: bool = _opt()
+
+
+@dataclass(frozen=True)
+class ValidateCfg:
+    """S500: evaluation of the trained model."""
+
+    batch_size: int = _opt(ge=1)
+
+
+@dataclass(frozen=True)
+class Params:
+    """The whole of ``params.yaml``."""
+
+    seed: int = _opt(ge=0)
+    acquire: AcquireCfg = _opt()
+    occlusion: OcclusionCfg = _opt()
+    split: SplitCfg = _opt()
+    model: ModelCfg = _opt()
+    train: TrainCfg = _opt()
+    validate: ValidateCfg = _opt()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` (int, float, str, bool, list[...])."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return None if value is None else _coerce(value, args[0], key, where)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: `{key}` must be a list of {_type_name(item_tp)}, "
+                              f"got {value!r}; write it as [a, b, ...]")
+        return [_coerce(v, item_tp, key, where) for v in value]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: `{key}` must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: `{key}` must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: `{key}` must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: `{key}` must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported schema type {tp!r} for {key}")  # a bug in the schema
+
+
+def _check(value: Any, meta: Mapping[str, Any], key: str, where: str) -> None:
+    """Apply the range / choice constraints of one field (element-wise for lists)."""
+    choices = meta.get("choices")
+    if callable(choices):
+        choices = choices()
+    if choices is not None and value not in choices:
+        allowed = ", ".join(map(str, choices))
+        raise ConfigError(f"{where}: `{key}` = {value!r} is not one of: {allowed}")
+    subset = meta.get("subset_of")
+    if subset is not None:
+        bad = [v for v in value if v not in subset]
+        if bad or not value:
+            raise ConfigError(f"{where}: `{key}` has unknown values {bad or '[] (empty)'}; "
+                              f"allowed: {', '.join(subset)}")
+    items = value if isinstance(value, list) else [value]
+    for v in items:
+        if not isinstance(v, int | float) or isinstance(v, bool):
+            continue
+        for bound, ok in ((meta.get("ge"), lambda a, b: a >= b),
+                          (meta.get("gt"), lambda a, b: a > b),
+                          (meta.get("le"), lambda a, b: a <= b),
+                          (meta.get("lt"), lambda a, b: a < b)):
+            if bound is not None and not ok(v, bound):
+                lo = meta["ge"] if meta["ge"] is not None else meta["gt"]
+                hi = meta["le"] if meta["le"] is not None else meta["lt"]
+                left = "[" if meta.get("ge") is not None else "("
+                right = "]" if meta.get("le") is not None else ")"
+                rng = f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
+                raise ConfigError(f"{where}: `{key}` = {value!r} is outside {rng}")
+
+
+def _parse(cls: type, data: Any, prefix: str, where: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: `{prefix or 'the file'}` must be a mapping of keys, "
+                          f"got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise ConfigError(f"{where}: unknown key `{key}`; allowed keys here: {', '.join(names)}")
+    values = {}
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        tp = hints[f.name]
+        if f.name not in data:
+            raise ConfigError(f"{where}: missing key `{key}`; add it under conf/ and run "
+                              "`occlufer compose` to rewrite params.yaml")
+        if dataclasses.is_dataclass(tp):
+            values[f.name] = _parse(tp, data[f.name], key, where)
+        else:
+            value = _coerce(data[f.name], tp, key, where)
+            _check(value, f.metadata, key, where)
+            values[f.name] = value
+    obj = cls(**values)
+    _check_relations(obj, prefix, where)
+    return obj
+
+
+def _check_relations(obj: Any, prefix: str, where: str) -> None:
+    """Constraints that involve more than one value."""
+    pairs = {AcquireCfg: "intensity", OcclusionCfg: "aspect"}
+    name = pairs.get(type(obj))
+    if name is not None:
+        lo_hi = getattr(obj, name)
+        if len(lo_hi) != 2 or lo_hi[0] > lo_hi[1]:
+            raise ConfigError(f"{where}: `{prefix}.{name}` must be [min, max] with min <= max, "
+                              f"got {lo_hi}")
+    if isinstance(obj, AcquireCfg) and len(set(obj.classes)) < 2:
+        raise ConfigError(f"{where}: `{prefix}.classes` needs at least two distinct classes, "
+                          f"got {obj.classes}")
+    if isinstance(obj, OcclusionCfg) and not obj.fills:
+        raise ConfigError(f"{where}: `{prefix}.fills` must name at least one fill")
+
+
+def parse_params(data: Any, where: str = PARAMS_FILE) -> Params:
+    """Validate a parameter mapping (as read from ``params.yaml``) into :class:`Params`."""
+    return _parse(Params, data, "", where)
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> Params:
+    """Read and validate ``params.yaml``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such parameter file; run from the repository root "
+                          "or create it with `occlufer compose`")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML ({first}); fix the file or recreate it "
+                          "with `occlufer compose`") from None
+    return parse_params(data, str(path))
+
+
+def compose(overrides: Sequence[str] = (), conf_dir: str | Path = CONF_DIR) -> dict[str, Any]:
+    """Compose ``conf/config.yaml`` with Hydra overrides, as ``dvc exp run`` does."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    conf_dir = Path(conf_dir).resolve()
+    if not (conf_dir / "config.yaml").is_file():
+        raise ConfigError(f"{conf_dir}/config.yaml: not found; run from the repository root")
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir), version_base=None):
+            cfg = hydra_compose(config_name="config", overrides=list(overrides))
+        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    except (HydraException, OmegaConfBaseException) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ConfigError(f"{conf_dir}: cannot compose with overrides {list(overrides)}: "
+                          f"{first}") from None
+
+
+def dump_params(data: Mapping[str, Any], path: str | Path = PARAMS_FILE) -> None:
+    """Write composed parameters byte for byte as DVC's Hydra integration does."""
+    from omegaconf import OmegaConf
+
+    Path(path).write_text(OmegaConf.to_yaml(OmegaConf.create(dict(data))), encoding="utf-8")

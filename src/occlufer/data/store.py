@@ -1,0 +1,91 @@
+"""The image store: one memory-mappable uint8 array plus a Parquet manifest per stage output.
+
+Row ``i`` of ``manifest.parquet`` describes ``images.npy[i]`` (and ``masks.npy[i]`` where a stage
+records occlusion masks, bit-packed per row). Many small image files make DVC and data loading
+slow; one array per output scales to hundreds of thousands of faces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from occlufer.errors import OccluferError
+
+IMAGES = "images.npy"
+MASKS = "masks.npy"
+MANIFEST = "manifest.parquet"
+
+
+class StoreError(OccluferError, FileNotFoundError):
+    """A store folder is missing or inconsistent; the message says which and what to run."""
+
+
+@dataclass
+class Store:
+    """Images (N×H×W uint8), their manifest, and optional occlusion masks (N×H×W bool)."""
+
+    images: np.ndarray
+    manifest: pd.DataFrame
+    masks: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 3 or self.images.dtype != np.uint8:
+            raise ValueError(f"images must be N×H×W uint8, got {self.images.shape} "
+                             f"{self.images.dtype}")
+        if len(self.manifest) != len(self.images):
+            raise ValueError(f"manifest has {len(self.manifest)} rows for "
+                             f"{len(self.images)} images")
+        if self.masks is not None and self.masks.shape != self.images.shape:
+            raise ValueError(f"masks {self.masks.shape} do not match images {self.images.shape}")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def subset(self, rows: np.ndarray) -> Store:
+        """Rows selected by a boolean mask or an index array (materialised in memory)."""
+        idx = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows)
+        return Store(np.asarray(self.images[idx]), self.manifest.iloc[idx].reset_index(drop=True),
+                     None if self.masks is None else np.asarray(self.masks[idx]))
+
+
+def write_store(folder: str | Path, store: Store) -> Path:
+    """Write ``store`` into ``folder`` (created; existing store files are replaced)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / IMAGES, np.ascontiguousarray(store.images))
+    if store.masks is not None:
+        np.save(folder / MASKS, pack_masks(store.masks))
+    elif (folder / MASKS).exists():
+        (folder / MASKS).unlink()
+    store.manifest.to_parquet(folder / MANIFEST, index=False)
+    return folder
+
+
+def read_store(folder: str | Path, *, mmap: bool = True) -> Store:
+    """Read a store written by :func:`write_store` (images memory-mapped by default)."""
+    folder = Path(folder)
+    for name in (IMAGES, MANIFEST):
+        if not (folder / name).is_file():
+            raise StoreError(f"{folder / name}: missing; run the stage that writes {folder} "
+                             "first (`dvc repro`)")
+    images = np.load(folder / IMAGES, mmap_mode="r" if mmap else None)
+    manifest = pd.read_parquet(folder / MANIFEST)
+    masks = None
+    if (folder / MASKS).is_file():
+        masks = unpack_masks(np.load(folder / MASKS), images.shape[1:])
+    return Store(images, manifest, masks)
+
+
+def pack_masks(masks: np.ndarray) -> np.ndarray:
+    """N×H×W bool → N×ceil(H·W/8) uint8."""
+    return np.packbits(masks.reshape(len(masks), -1).astype(bool), axis=1)
+
+
+def unpack_masks(packed: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Inverse of :func:`pack_masks`."""
+    h, w = shape
+    return np.unpackbits(packed, axis=1, count=h * w).astype(bool).reshape(-1, h, w)

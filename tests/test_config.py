@@ -1,0 +1,106 @@
+"""params.yaml matches conf/, and bad parameters fail with one line naming the key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from occlufer.config import ConfigError, compose, dump_params, load_params, parse_params
+from tests.conftest import CONF, ROOT
+
+
+def test_committed_params_yaml_equals_composed_conf(tmp_path: Path) -> None:
+    dump_params(compose([], CONF), tmp_path / "params.yaml")
+    assert (ROOT / "params.yaml").read_text() == (tmp_path / "params.yaml").read_text(), (
+        "params.yaml is stale: run `occlufer compose` (make params) and commit it")
+
+
+def test_default_params_are_valid_and_patent_shaped() -> None:
+    p = load_params(ROOT / "params.yaml")
+    assert p.split.val_fraction == 0.5  # the patent's equal proportions
+    assert p.model.name == "seed_cnn"
+    assert 0 < p.occlusion.ratio < 1
+
+
+def test_overrides_reach_the_right_section() -> None:
+    p = parse_params(compose(["occlusion.ratio=0.4", "experiment=smoke"], CONF))
+    assert p.occlusion.ratio == 0.4
+    assert p.train.epochs == 1
+
+
+def _default() -> dict:
+    return compose([], CONF)
+
+
+@pytest.mark.parametrize(
+    ("edit", "needles"),
+    [
+        (lambda d: d["model"].update(name="resnet9000"), ["model.name", "seed_cnn"]),
+        (lambda d: d["occlusion"].update(ratio=1.0), ["occlusion.ratio", "[0.0, 1.0)"]),
+        (lambda d: d["occlusion"].update(ratio=-0.1), ["occlusion.ratio", "outside"]),
+        (lambda d: d["train"].pop("epochs"), ["missing key", "train.epochs"]),
+        (lambda d: d.pop("split"), ["missing key", "split"]),
+        (lambda d: d["train"].update(epoch=3), ["unknown key", "train.epoch", "epochs"]),
+        (lambda d: d["train"].update(epochs="ten"), ["train.epochs", "integer"]),
+        (lambda d: d["train"].update(optimizer="lbfgs"), ["train.optimizer", "adamw"]),
+        (lambda d: d["acquire"].update(classes=["happy", "joy"]), ["acquire.classes", "joy"]),
+        (lambda d: d["acquire"].update(image_size=50), ["acquire.image_size", "96"]),
+        (lambda d: d["acquire"].update(intensity=[0.9, 0.1]), ["acquire.intensity", "min <= max"]),
+        (lambda d: d["split"].update(val_fraction=0), ["split.val_fraction", "outside"]),
+    ],
+)
+def test_bad_values_give_one_line_naming_key_and_allowed(edit, needles) -> None:
+    data = _default()
+    edit(data)
+    with pytest.raises(ConfigError) as err:
+        parse_params(data)
+    message = str(err.value)
+    assert "\n" not in message
+    for needle in needles:
+        assert needle in message, message
+
+
+def test_unknown_hydra_option_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="model"):
+        compose(["model=nope"], CONF)
+
+
+@pytest.mark.parametrize("content", ["seed: [unclosed\n", "- just\n- a list\n"])
+def test_broken_params_file(tmp_path: Path, content: str) -> None:
+    (tmp_path / "params.yaml").write_text(content)
+    with pytest.raises(ConfigError) as err:
+        load_params(tmp_path / "params.yaml")
+    assert "\n" not in str(err.value)
+
+
+def test_missing_params_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such parameter file"):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_stage_with_bad_params_prints_one_line_and_exits_2(tmp_path: Path) -> None:
+    data = _default()
+    data["model"]["name"] = "resnet9000"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(data))
+    proc = subprocess.run([sys.executable, "-m", "occlufer.stages.acquire"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "model.name" in lines[0] and "seed_cnn" in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "data").exists(), "no work may start before the parameters are valid"
+
+
+def test_cli_compose_check_detects_drift(tmp_path: Path) -> None:
+    from occlufer.cli import main
+
+    out = tmp_path / "params.yaml"
+    assert main(["compose", "--conf", str(CONF), "--out", str(out)]) == 0
+    assert main(["compose", "--conf", str(CONF), "--out", str(out), "--check"]) == 0
+    assert main(["compose", "occlusion.ratio=0.3", "--conf", str(CONF), "--out", str(out),
+                 "--check"]) == 2
