@@ -27,9 +27,12 @@ def test_default_params_are_valid_and_patent_shaped() -> None:
 
 
 def test_overrides_reach_the_right_section() -> None:
+    smoke = yaml.safe_load((CONF / "experiment" / "smoke.yaml").read_text())
     p = parse_params(compose(["occlusion.ratio=0.4", "experiment=smoke"], CONF))
     assert p.occlusion.ratio == 0.4
-    assert p.train.epochs == 1
+    assert p.train.epochs == smoke["train"]["epochs"]
+    assert p.train.epochs != load_params(ROOT / "params.yaml").train.epochs
+    assert p.acquire.n_per_class == smoke["acquire"]["n_per_class"]
 
 
 def _default() -> dict:

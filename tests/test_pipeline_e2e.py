@@ -110,3 +110,15 @@ def test_exp_run_with_override_is_a_new_experiment_and_mlflow_run(repo: Path) ->
     name = next(n for n, ratio, _ in found if ratio == 0.4)
     assert new[0].data.tags.get("dvc.exp_name") == name
     assert "val_occluded/acc" in new[0].data.metrics
+
+
+@pytest.mark.slow
+def test_queued_sweep_tracks_into_the_repository_store(repo: Path) -> None:
+    before = len(_runs(repo))
+    _run(["dvc", "exp", "run", "--queue", "-S", "occlusion.ratio=0.1,0.3"], repo)
+    _run(["dvc", "exp", "run", "--run-all", "-j", "1"], repo, timeout=900)
+    runs = _runs(repo)
+    assert len(runs) == before + 2
+    ratios = sorted(r.data.params["occlusion.ratio"] for r in runs[: len(runs) - before])
+    assert ratios == ["0.1", "0.3"]
+    assert not list((repo / ".dvc" / "tmp").rglob("mlflow.db"))

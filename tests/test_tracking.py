@@ -24,6 +24,11 @@ def test_default_uri_is_sqlite_in_repo(monkeypatch, tmp_path: Path) -> None:
     assert tracking.tracking_uri() == "http://127.0.0.1:5999"
 
 
+def test_sqlite_stores_keep_artifacts_beside_the_database(tmp_path: Path) -> None:
+    assert tracking.artifact_root(f"sqlite:///{tmp_path}/x/mlflow.db") == tmp_path / "x/mlartifacts"
+    assert tracking.artifact_root("http://127.0.0.1:5000") is None
+
+
 def test_flatten() -> None:
     assert tracking.flatten({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": "x"}) == {
         "a.b": 1, "a.c.d": [1, 2], "e": "x"}

@@ -43,13 +43,25 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / 'mlflow.db'}"
 
 
+def artifact_root(uri: str) -> Path | None:
+    """Where a new experiment keeps its artifacts: ``mlartifacts/`` beside a SQLite store.
+
+    MLflow's own default is relative to the working directory, which for queued DVC
+    experiments is a temporary copy that is deleted afterwards. Servers decide for themselves
+    (None).
+    """
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return None
+    return Path(uri[len(prefix):]).resolve().parent / "mlartifacts"
+
+
 def _set_experiment(mlflow: Any, name: str) -> None:
-    """Select ``name``, creating it first; with the default local store its artifacts go to
-    ``<repo>/mlartifacts`` (not the working directory, which is a temporary copy for queued
-    DVC experiments)."""
-    if mlflow.get_experiment_by_name(name) is None and not os.environ.get("MLFLOW_TRACKING_URI"):
+    """Select experiment ``name``, creating it first (see :func:`artifact_root`)."""
+    root = artifact_root(tracking_uri())
+    if root is not None and mlflow.get_experiment_by_name(name) is None:
         with contextlib.suppress(Exception):  # a parallel run may have created it first
-            mlflow.create_experiment(name, artifact_location=(repo_root() / "mlartifacts").as_uri())
+            mlflow.create_experiment(name, artifact_location=root.as_uri())
     mlflow.set_experiment(name)
 
 
