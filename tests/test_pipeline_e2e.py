@@ -78,10 +78,15 @@ def test_repro_writes_metrics_plots_and_mlflow_run(repo: Path) -> None:
                                          output_format="list")
     assert [m.source_run_id for m in models] == [run.info.run_id]
     assert (repo / "mlartifacts").is_dir() and not (repo / "mlruns").exists()
-    plots = json.loads(_run(["dvc", "plots", "show", "--json", "--split"], repo))
-    shown = " ".join(plots)
-    for name in ("loss", "accuracy", "confusion_val", "confusion_val_occluded", "preview.png"):
-        assert name in shown, sorted(plots)
+    plots = json.loads(_run(["dvc", "plots", "show", "--json", "--split"], repo))["data"]
+    epochs = int(run.data.params["train.epochs"])
+    rows = {name: plots[name][0]["anchor_definitions"]["<DVC_METRIC_DATA>"]
+            for name in ("loss", "accuracy", "confusion_val", "confusion_val_occluded")}
+    assert len(rows["loss"]) == 2 * epochs and len(rows["accuracy"]) == 3 * epochs
+    assert len(rows["confusion_val"]) == metrics["val/n"]
+    assert len(rows["confusion_val_occluded"]) == metrics["val_occluded/n"]
+    for image in ("data/acquired/preview.png", "data/occluded/preview.png"):
+        assert Path(plots[image][0]["url"]).is_file()
 
 
 def test_second_repro_runs_nothing(repo: Path) -> None:
