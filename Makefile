@@ -1,7 +1,7 @@
 # occlufer: `make repro` runs the pipeline, `make test` runs the tests; both create .venv first.
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(abspath $(VENV))/bin
 
