@@ -107,3 +107,40 @@ def test_cli_compose_check_detects_drift(tmp_path: Path) -> None:
     assert main(["compose", "--conf", str(CONF), "--out", str(out), "--check"]) == 0
     assert main(["compose", "occlusion.ratio=0.3", "--conf", str(CONF), "--out", str(out),
                  "--check"]) == 2
+
+
+@pytest.mark.parametrize("source", ["image_folder", "fer2013_csv", "photos"])
+def test_every_acquire_option_validates_once_its_path_is_set(source: str) -> None:
+    keys = set(yaml.safe_load((CONF / "acquire" / "synthetic.yaml").read_text()))
+    assert set(yaml.safe_load((CONF / "acquire" / f"{source}.yaml").read_text())) == keys
+    with pytest.raises(ConfigError, match="`acquire.path` is required"):
+        parse_params(compose([f"acquire={source}"], CONF))
+    p = parse_params(compose([f"acquire={source}", "acquire.path=/data/x", "experiment=smoke"],
+                             CONF))
+    assert p.acquire.source == source and p.acquire.path == "/data/x"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needles"),
+    [
+        (["acquire.classes=[happy,contempt]"], ["synthetic", "contempt"]),
+        (["acquire.labels_path=/x.csv"], ["labels_path", "fer2013_csv"]),
+        (["acquire=image_folder", "acquire.path=/x", "acquire.group_regex='(S'"],
+         ["group_regex", "regular expression"]),
+        (["acquire=photos", "acquire.path=/x", "acquire.faces=first"], ["acquire.faces", "skip"]),
+        (["acquire=synthetic", "acquire.n_per_class=null"], ["acquire.n_per_class", "required"]),
+    ],
+)
+def test_bad_acquire_combinations(overrides, needles) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_params(compose(overrides, CONF))
+    assert "\n" not in str(err.value)
+    for needle in needles:
+        assert needle in str(err.value), str(err.value)
+
+
+def test_contempt_is_a_known_label_for_real_datasets() -> None:
+    p = parse_params(compose(["acquire=image_folder", "acquire.path=/ck",
+                              "acquire.classes=[angry,contempt,disgust,fear,happy,sad,surprise]"],
+                             CONF))
+    assert "contempt" in p.acquire.classes

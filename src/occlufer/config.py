@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from occlufer.errors import OccluferError
-from occlufer.labels import CLASSES
+from occlufer.labels import CLASSES, LABELS
 
 PARAMS_FILE = "params.yaml"
 CONF_DIR = "conf"
@@ -43,17 +43,35 @@ def _model_names() -> list[str]:
     return sorted(MODELS)
 
 
+SOURCES = ("synthetic", "fer2013_csv", "image_folder", "photos")
+
+
 @dataclass(frozen=True)
 class AcquireCfg:
-    """S100: where faces come from."""
+    """S100: where faces come from.
 
-    source: str = _opt(choices=("synthetic",))
+    One flat section for every source: keys a source does not use are null in its option file
+    (``conf/acquire/<source>.yaml``), and :func:`_check_relations` requires the ones it does.
+    """
+
+    source: str = _opt(choices=SOURCES)
+    path: str | None = _opt()              # dataset folder or CSV file (all but synthetic)
+    labels_path: str | None = _opt()       # FER+ vote CSV joined by row (fer2013_csv only)
     image_size: int = _opt(choices=(48, 64, 96, 112))
-    classes: list[str] = _opt(subset_of=CLASSES)
-    n_per_class: int = _opt(ge=1)
-    n_subjects: int = _opt(ge=1)
-    intensity: list[float] = _opt(ge=0.0, le=1.0)
-    noise: float = _opt(ge=0.0, le=0.5)
+    classes: list[str] = _opt(subset_of=LABELS)
+    unknown_labels: str = _opt(choices=("error", "drop"))
+    group_regex: str | None = _opt()       # subject id from the file name, e.g. ^(S\d+)_
+    min_size: int = _opt(ge=1)             # smallest accepted source side, pixels
+    max_reject_fraction: float = _opt(ge=0.0, le=1.0)
+    dedupe: bool = _opt()                  # exact duplicates (same pixels) kept once
+    workers: int = _opt(ge=0)              # decoding processes; 0 = all available cores
+    faces: str | None = _opt(choices=("largest", "all", "skip"))  # photos: several faces
+    face_margin: float | None = _opt(ge=0.0, le=1.0)  # photos: margin around the face box
+    face_min_size: int | None = _opt(ge=8)  # photos: smallest face, pixels
+    n_per_class: int | None = _opt(ge=1)   # synthetic only from here on
+    n_subjects: int | None = _opt(ge=1)
+    intensity: list[float] | None = _opt(ge=0.0, le=1.0)
+    noise: float | None = _opt(ge=0.0, le=0.5)
 
 
 @dataclass(frozen=True)
@@ -155,6 +173,8 @@ def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
 
 def _check(value: Any, meta: Mapping[str, Any], key: str, where: str) -> None:
     """Apply the range / choice constraints of one field (element-wise for lists)."""
+    if value is None:  # only optional (``X | None``) fields get here with None
+        return
     choices = meta.get("choices")
     if callable(choices):
         choices = choices()
@@ -216,16 +236,44 @@ def _check_relations(obj: Any, prefix: str, where: str) -> None:
     """Constraints that involve more than one value."""
     pairs = {AcquireCfg: "intensity", OcclusionCfg: "aspect"}
     name = pairs.get(type(obj))
-    if name is not None:
+    if name is not None and getattr(obj, name) is not None:
         lo_hi = getattr(obj, name)
         if len(lo_hi) != 2 or lo_hi[0] > lo_hi[1]:
             raise ConfigError(f"{where}: `{prefix}.{name}` must be [min, max] with min <= max, "
                               f"got {lo_hi}")
-    if isinstance(obj, AcquireCfg) and len(set(obj.classes)) < 2:
-        raise ConfigError(f"{where}: `{prefix}.classes` needs at least two distinct classes, "
-                          f"got {obj.classes}")
+    if isinstance(obj, AcquireCfg):
+        _check_acquire(obj, prefix, where)
     if isinstance(obj, OcclusionCfg) and not obj.fills:
         raise ConfigError(f"{where}: `{prefix}.fills` must name at least one fill")
+
+
+def _check_acquire(cfg: AcquireCfg, prefix: str, where: str) -> None:
+    """The keys each acquire source needs, and the ones it must leave null."""
+    if len(set(cfg.classes)) < 2:
+        raise ConfigError(f"{where}: `{prefix}.classes` needs at least two distinct classes, "
+                          f"got {cfg.classes}")
+    needs = {"synthetic": ("n_per_class", "n_subjects", "intensity", "noise"),
+             "photos": ("path", "faces", "face_margin", "face_min_size")}.get(cfg.source, ("path",))
+    for key in needs:
+        if getattr(cfg, key) is None:
+            raise ConfigError(f"{where}: `{prefix}.{key}` is required for source "
+                              f"{cfg.source!r}; set it, e.g. `-S {prefix}.{key}=...`")
+    if cfg.source == "synthetic":
+        drawn = [c for c in cfg.classes if c not in CLASSES]
+        if drawn:
+            raise ConfigError(f"{where}: `{prefix}.classes` has {drawn}, which source "
+                              f"'synthetic' cannot draw; use classes from {', '.join(CLASSES)}")
+    if cfg.labels_path is not None and cfg.source != "fer2013_csv":
+        raise ConfigError(f"{where}: `{prefix}.labels_path` is only read by source "
+                          f"'fer2013_csv'; set it to null for {cfg.source!r}")
+    if cfg.group_regex is not None:
+        import re
+
+        try:
+            re.compile(cfg.group_regex)
+        except re.error as exc:
+            raise ConfigError(f"{where}: `{prefix}.group_regex` = {cfg.group_regex!r} is not a "
+                              f"valid regular expression ({exc})") from None
 
 
 def parse_params(data: Any, where: str = PARAMS_FILE) -> Params:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 
 from occlufer.data.store import read_store
@@ -44,3 +45,116 @@ def test_acquire_honours_class_subset_and_size(tmp_path: Path, make_params) -> N
     store = read_store(tmp_path / "acq")
     assert store.images.shape[1:] == (64, 64)
     assert set(store.manifest["label"]) == {"happy", "sad", "surprise"}
+
+
+# --------------------------------------------------------------------------- real sources
+
+def _png(path: Path, seed: int, shape: tuple[int, int] = (48, 48)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)).save(path)
+
+
+def _folder_params(make_params, root: Path, *extra: str):
+    import dataclasses
+
+    p = make_params("acquire=image_folder", "acquire.path=/unset", *extra)
+    return dataclasses.replace(p, acquire=dataclasses.replace(p.acquire, path=str(root),
+                                                              workers=1))
+
+
+def test_image_folder_stage_counts_everything(tmp_path: Path, make_params, capsys) -> None:
+    root = tmp_path / "my faces"
+    for i in range(20):
+        _png(root / "train" / ("happy", "sad")[i % 2] / f"{i}.png", i)
+    _png(root / "val" / "happy" / "v.png", 99)
+    (root / "val" / "happy" / "broken.png").write_bytes(b"\x89PNG\r\n")
+    counts = acquire(_folder_params(make_params, root), tmp_path / "acq")
+    assert counts == {"read": 22, "kept": 21, "rejected": 1}
+    assert "acquire: read 22, kept 21, rejected 1" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "acq" / "summary.json").read_text())
+    assert summary["per_split"] == {"train": 20, "val": 1}
+    assert summary["per_class"]["happy"] == 11 and summary["per_class"]["angry"] == 0
+    assert summary["rejected_by_reason"] == {"unreadable": 1}
+    rejects = pd.read_csv(tmp_path / "acq" / "rejects.csv")
+    assert rejects["path"].tolist() == ["val/happy/broken.png"]
+    assert len(read_store(tmp_path / "acq")) == 21
+    assert (tmp_path / "acq" / "preview.png").is_file()
+
+
+def test_too_many_rejects_or_nothing_usable_stop_with_one_line(tmp_path: Path, make_params,
+                                                               capsys) -> None:
+    from occlufer.stages import run_stage
+
+    root = tmp_path / "d"
+    _png(root / "happy" / "a.png", 1)
+    for i in range(3):
+        (root / "sad" / f"{i}.jpg").parent.mkdir(parents=True, exist_ok=True)
+        (root / "sad" / f"{i}.jpg").write_bytes(b"")
+    p = _folder_params(make_params, root)
+    with pytest.raises(SystemExit) as exit_:
+        run_stage("acquire", lambda: acquire(p, tmp_path / "acq"))
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and "\n" not in err
+    assert "3 of 4 inputs rejected" in err and "max_reject_fraction" in err
+    assert len(pd.read_csv(tmp_path / "acq" / "rejects.csv")) == 3  # written before stopping
+    (root / "happy" / "a.png").unlink()
+    with pytest.raises(SystemExit):
+        run_stage("acquire", lambda: acquire(p, tmp_path / "acq2"))
+    assert "nothing usable" in capsys.readouterr().err
+
+
+def test_missing_dataset_path_is_one_line(tmp_path: Path, make_params, capsys) -> None:
+    from occlufer.stages import run_stage
+
+    p = _folder_params(make_params, tmp_path / "no such dataset")
+    with pytest.raises(SystemExit):
+        run_stage("acquire", lambda: acquire(p, tmp_path / "acq"))
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "`acquire.path`" in err and "no such dataset" in err
+
+
+def test_photos_face_policies_and_exif_before_detection(tmp_path: Path, make_params,
+                                                        monkeypatch) -> None:
+    import dataclasses
+
+    from occlufer.data import faces
+
+    seen = []
+
+    def fake_detect(gray, min_face):  # two faces in every photo, largest first
+        seen.append(gray.shape)
+        return [(10, 10, 60, 60), (100, 20, 40, 40)] if gray.mean() > 60 else []
+
+    monkeypatch.setattr(faces, "detect", fake_detect)
+    root = tmp_path / "photos"
+    _png(root / "happy" / "party.png", 1, (120, 160))
+    (root / "sad").mkdir()
+    Image.new("L", (160, 120), 0).save(root / "sad" / "dark.png")  # "no face"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.full((120, 160), 200, np.uint8)).save(root / "sad" / "turned.jpg",
+                                                             exif=exif)
+    base = make_params("acquire=photos", "acquire.path=/unset")
+
+    def run(policy: str, name: str) -> pd.DataFrame:
+        cfg = dataclasses.replace(base.acquire, path=str(root), workers=1, faces=policy,
+                                  max_reject_fraction=1.0)
+        acquire(dataclasses.replace(base, acquire=cfg), tmp_path / name)
+        return read_store(tmp_path / name).manifest
+
+    m = run("largest", "largest")
+    assert sorted(m["source_path"]) == ["happy/party.png", "sad/turned.jpg"]
+    assert set(m["face_box"]) == {"10,10,60,60"}
+    assert (160, 120) in seen  # the EXIF-rotated photo reached the detector upright
+    m = run("all", "all")
+    assert len(m) == 4 and m.groupby("source_path")["group"].nunique().eq(1).all()
+    assert {"happy/party.png#0", "happy/party.png#1"} <= set(m["id"])
+    summary = json.loads((tmp_path / "all" / "summary.json").read_text())
+    assert summary["kept"] == 2 and summary["faces"] == 4
+    from occlufer.data.readers import AcquireError
+
+    with pytest.raises(AcquireError, match="nothing usable"):  # every face photo has two
+        run("skip", "skip")
+    reasons = pd.read_csv(tmp_path / "skip" / "rejects.csv").set_index("path")["reason"]
+    assert reasons["happy/party.png"].startswith("several_faces: 2 faces")
+    assert reasons["sad/dark.png"].startswith("no_face")

@@ -65,6 +65,50 @@ def write_store(folder: str | Path, store: Store) -> Path:
     return folder
 
 
+class StoreWriter:
+    """Stream images into ``folder/images.npy`` chunk by chunk: memory stays bounded.
+
+    The ``.npy`` header is written first with room for any row count (NumPy pads it for growth
+    of the first axis) and rewritten in place by :meth:`close`, so the data are written once and
+    the result is an ordinary ``images.npy`` that :func:`read_store` memory-maps.
+    """
+
+    def __init__(self, folder: str | Path, shape: tuple[int, int]) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.shape = tuple(shape)
+        self.n = 0
+        self._file = open(self.folder / IMAGES, "wb")  # noqa: SIM115 (closed in close())
+        self._header_len = self._write_header()
+
+    def _write_header(self) -> int:
+        self._file.seek(0)
+        np.lib.format.write_array_header_1_0(
+            self._file, {"descr": "|u1", "fortran_order": False, "shape": (self.n, *self.shape)})
+        return self._file.tell()
+
+    def append(self, images: np.ndarray) -> None:
+        """Add rows (k×H×W uint8) at the end."""
+        if images.dtype != np.uint8 or images.shape[1:] != self.shape:
+            raise ValueError(f"expected k×{self.shape} uint8, got {images.shape} {images.dtype}")
+        self._file.write(np.ascontiguousarray(images).tobytes())
+        self.n += len(images)
+
+    def close(self, manifest: pd.DataFrame) -> Path:
+        """Finish ``images.npy`` and write the manifest (one row per appended image)."""
+        if len(manifest) != self.n:
+            raise ValueError(f"manifest has {len(manifest)} rows for {self.n} images")
+        end = self._file.tell()
+        if self._write_header() != self._header_len:  # cannot happen with NumPy's padding
+            raise RuntimeError("images.npy header changed size")
+        self._file.seek(end)
+        self._file.close()
+        if (self.folder / MASKS).exists():
+            (self.folder / MASKS).unlink()
+        manifest.to_parquet(self.folder / MANIFEST, index=False)
+        return self.folder
+
+
 def read_store(folder: str | Path, *, mmap: bool = True) -> Store:
     """Read a store written by :func:`write_store` (images memory-mapped by default)."""
     folder = Path(folder)

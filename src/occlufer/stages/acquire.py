@@ -1,20 +1,29 @@
-"""S100 acquire: faces into ``data/acquired`` (image store + preview + rejects + summary)."""
+"""S100 acquire: faces into ``data/acquired`` (image store + preview + rejects + summary).
+
+``acquire.source`` picks synthetic faces or a reader from :mod:`occlufer.data.readers`. Every
+input ends up in the manifest or in ``rejects.csv`` (path, reason); the stage prints
+``read N, kept K, rejected R`` and stops when nothing is left or too much was rejected.
+"""
 
 from __future__ import annotations
 
+import time
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 
 from occlufer.config import Params, load_params
-from occlufer.data.store import Store, write_store
+from occlufer.data.readers import EXCLUDED, Acquired, AcquireError, read_source
+from occlufer.data.store import Store, read_store, write_store
 from occlufer.data.synthetic import SyntheticSpec, generate, preview_grid
 from occlufer.stages import run_stage, write_json
 
 OUT = Path("data/acquired")
 
-def acquire(params: Params, out: Path = OUT) -> dict[str, int]:
-    """Draw the embedded synthetic faces; returns the read / kept / rejected counts."""
+
+def synthetic(params: Params, out: Path) -> Acquired:
+    """Draw the embedded synthetic faces."""
     cfg = params.acquire
     spec = SyntheticSpec(n_per_class=cfg.n_per_class, n_subjects=cfg.n_subjects,
                          size=cfg.image_size, intensity=tuple(cfg.intensity), noise=cfg.noise)
@@ -29,21 +38,57 @@ def acquire(params: Params, out: Path = OUT) -> dict[str, int]:
         "source_split": "",
     })
     write_store(out, Store(images, manifest))
-    pd.DataFrame({"path": pd.Series(dtype=str), "reason": pd.Series(dtype=str)}).to_csv(
-        out / "rejects.csv", index=False)
-    preview_grid(images, labels, list(cfg.classes)).save(out / "preview.png")
-    counts = {"read": n, "kept": n, "rejected": 0}
-    write_json(out / "summary.json", {**counts, "per_class": per_class(manifest)})
-    print(f"acquire: read {n}, kept {n}, rejected 0 -> {out}")
+    return Acquired(manifest, [], n)
+
+
+def acquire(params: Params, out: Path = OUT) -> dict[str, int]:
+    """Acquire ``params.acquire.source`` into ``out``; returns the read / kept / rejected counts."""
+    cfg = params.acquire
+    start = time.perf_counter()
+    got = synthetic(params, out) if cfg.source == "synthetic" else read_source(cfg, out)
+    rejects = pd.DataFrame(got.rejects, columns=["path", "reason"], dtype=str)
+    rejects.to_csv(out / "rejects.csv", index=False)
+    reasons = Counter(r.split(":", 1)[0] for _, r in got.rejects)
+    counts = {"read": got.read, "kept": got.kept, "rejected": len(got.rejects)}
+    bad = sum(v for k, v in reasons.items() if k not in EXCLUDED)
+    write_json(out / "summary.json", {
+        **counts, "faces": len(got.manifest), "rejected_by_reason": dict(sorted(reasons.items())),
+        "per_class": per_class(got.manifest), "per_split": per_split(got.manifest),
+        "notes": got.notes, "seconds": round(time.perf_counter() - start, 2)})
+    print(f"acquire: read {got.read}, kept {got.kept}, rejected {len(got.rejects)} -> {out}"
+          + (f" ({len(got.manifest)} faces)" if len(got.manifest) != got.kept else ""))
+    if reasons:
+        print("  rejected: " + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
+              + f" (details in {out / 'rejects.csv'})")
+    for cls in (c for c, k in per_class(got.manifest).items() if k == 0):
+        print(f"  warning: no images of class {cls!r}")
+    if len(got.manifest) == 0:
+        raise AcquireError(f"nothing usable in {cfg.path or cfg.source}: read {got.read}, all "
+                           f"rejected; see {out / 'rejects.csv'}")
+    if got.read and bad / got.read > cfg.max_reject_fraction:
+        raise AcquireError(f"{bad} of {got.read} inputs rejected ({bad / got.read:.1%}) > "
+                           f"acquire.max_reject_fraction {cfg.max_reject_fraction}; see "
+                           f"{out / 'rejects.csv'}, fix the data or raise the fraction")
+    store = read_store(out)
+    codes = store.manifest["label"].cat.codes.to_numpy()
+    preview_grid(store.images, codes, list(cfg.classes)).save(out / "preview.png")
     return counts
+
 
 def per_class(manifest: pd.DataFrame) -> dict[str, int]:
     """Rows per label, in class order."""
     return {str(k): int(v) for k, v in manifest["label"].value_counts(sort=False).items()}
 
+
+def per_split(manifest: pd.DataFrame) -> dict[str, int]:
+    """Rows per source split ('' where the dataset has none)."""
+    return {str(k): int(v) for k, v in
+            manifest["source_split"].value_counts().sort_index().items()}
+
+
 def main() -> None:
     run_stage("acquire", lambda: acquire(load_params()))
 
+
 if __name__ == "__main__":
     main()
-
