@@ -19,12 +19,17 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 
 
+#: unit-test scale: a few dozen faces, two short epochs (the end-to-end test uses plain smoke)
+TINY = ("experiment=smoke", "acquire.n_per_class=12", "acquire.n_subjects=8", "train.epochs=2",
+        "train.batch_size=16")
+
+
 @pytest.fixture
 def make_params() -> Callable[..., Params]:
-    """Compose ``conf/`` with the smoke experiment plus extra Hydra overrides."""
+    """Compose ``conf/`` at unit-test scale (:data:`TINY`) plus extra Hydra overrides."""
 
     def make(*overrides: str) -> Params:
-        return parse_params(compose(["experiment=smoke", *overrides], CONF))
+        return parse_params(compose([*TINY, *overrides], CONF))
 
     return make
 

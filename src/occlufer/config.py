@@ -38,7 +38,7 @@ def _opt(*, choices: Sequence[Any] | None = None,
 
 
 def _model_names() -> list[str]:
-    from occlufer.models import MODELS  # local import: the registry imports torch
+    from occlufer.models import MODELS
 
     return sorted(MODELS)
 
