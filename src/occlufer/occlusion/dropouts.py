@@ -36,7 +36,10 @@ def dropout(kind: str, rng: np.random.Generator, image: np.ndarray, ratio: float
     if ratio <= 0:
         return image.copy(), np.zeros((h, w), dtype=bool)
     if kind == "erasing":
-        t = A.Erasing(scale=(ratio, ratio), ratio=(0.5, 2.0), fill=value, fill_mask=1, p=1.0)
+        # aspects for which a rectangle of this area fits (albumentations 2.0.8 fails with a
+        # TypeError when none of its 10 tries fits)
+        lo, hi = max(0.5, min(1.0, 1.15 * ratio)), min(2.0, max(1.0, 1 / (1.15 * ratio)))
+        t = A.Erasing(scale=(ratio, ratio), ratio=(lo, hi), fill=value, fill_mask=1, p=1.0)
     elif kind == "grid_dropout":
         unit = int(round(min(h, w) * (0.2 + 0.15 * u[1])))
         t = A.GridDropout(ratio=min(0.99, math.sqrt(ratio)), unit_size_range=(unit, unit + 1),

@@ -19,7 +19,7 @@ from occlufer.occlusion.shapes import Landmarks
 from occlufer.rng import item_rng
 
 FILLS = ("gray", "noise", "texture")
-_CHUNK = 256  # images rendered together (bounds memory at 112×112)
+_CHUNK_PIXELS = 96 * 48 * 48  # pixels rendered together: float32 temporaries stay in cache
 _PARALLEL_MIN = 8000  # below this many images one process is faster than starting workers
 
 
@@ -84,14 +84,15 @@ class _Draw:
 
 
 def _draw(rng: np.random.Generator, spec: OcclusionSpec) -> _Draw:
+    """Type, ratio, fill and the shape uniforms: one call to the generator per image."""
+    head = rng.random(3 + shapes.N_UNIFORMS)
     w = np.asarray(spec.weights, dtype=np.float64)
-    kind = spec.types[int(np.searchsorted(np.cumsum(w / w.sum()), rng.random(), side="right"))
-                      if len(w) > 1 else 0]
+    kind = spec.types[min(int(np.searchsorted(np.cumsum(w / w.sum()), head[0], side="right")),
+                          len(w) - 1)]
     lo, hi = spec.ratio
-    ratio = float(lo if hi <= lo else rng.uniform(lo, hi))
-    fill = spec.fills[int(rng.integers(len(spec.fills)))] if len(spec.fills) > 1 else \
-        spec.fills[0]
-    return _Draw(kind, ratio, fill, rng.random(shapes.N_UNIFORMS))
+    ratio = float(lo if hi <= lo else lo + (hi - lo) * head[1])
+    fill = spec.fills[min(int(head[2] * len(spec.fills)), len(spec.fills) - 1)]
+    return _Draw(kind, ratio, fill, head[3:])
 
 
 def _texture(pool: np.ndarray | None, own: int, order: np.ndarray | None, image: np.ndarray,
@@ -142,7 +143,7 @@ def _render(kind: str, images: np.ndarray, draws: list[_Draw], rngs: list[np.ran
         return out, masks, styles
     u = np.stack([d.u for d in draws])
     ratios = np.array([d.ratio for d in draws])
-    x, y, _ = shapes.grid(h, w)
+    x, y = shapes.grid(h, w)
     pts = shapes.landmarks(spec.landmarks, u)
     if kind == "block":
         f = shapes.block_field(u, pts, x, y, spec.aspect)
@@ -203,10 +204,11 @@ def occlude_batch(images: np.ndarray, rngs: Sequence[np.random.Generator], spec:
     masks = np.zeros(images.shape, dtype=bool)
     styles = [""] * n
     kinds = np.array([d.kind for d in draws])
+    chunk = max(4, _CHUNK_PIXELS // max(1, images.shape[1] * images.shape[2]))
     for kind in dict.fromkeys(kinds):
         rows = np.flatnonzero(kinds == kind)
-        for start in range(0, len(rows), _CHUNK):
-            part = rows[start:start + _CHUNK]
+        for start in range(0, len(rows), chunk):
+            part = rows[start:start + chunk]
             o, m, s = _render(kind, images[part], [draws[i] for i in part],
                               [rngs[i] for i in part], spec, pool, own[part], pool_order)
             out[part], masks[part] = o, m
@@ -219,13 +221,22 @@ def occlude_batch(images: np.ndarray, rngs: Sequence[np.random.Generator], spec:
 _STATE: dict = {}
 
 
-def _work(bounds: tuple[int, int]) -> Occlusion:
-    images, ids, seed, spec, purpose, order, rank = (
-        _STATE[k] for k in ("images", "ids", "seed", "spec", "purpose", "order", "rank"))
+def _work(bounds: tuple[int, int]) -> tuple[list[str], list[str], np.ndarray]:
+    """Occlude rows ``lo:hi`` into the shared output arrays; returns the per-row records."""
+    st = _STATE
     lo, hi = bounds
-    rngs = [item_rng(seed, str(i), purpose) for i in ids[lo:hi]]
-    return occlude_batch(np.asarray(images[lo:hi]), rngs, spec, pool=images,
-                         pool_index=rank[lo:hi], pool_order=order)
+    rngs = [item_rng(st["seed"], i, st["purpose"]) for i in st["ids"][lo:hi]]
+    occ = occlude_batch(np.asarray(st["images"][lo:hi]), rngs, st["spec"], pool=st["images"],
+                        pool_index=st["rank"][lo:hi], pool_order=st["order"])
+    st["out"][lo:hi], st["masks"][lo:hi] = occ.images, occ.masks
+    return occ.types, occ.styles, occ.target_ratios
+
+
+def _shared(shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    """An array in anonymous shared memory (forked workers write into it, no pickling)."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    buf = mp.RawArray("b", max(1, size))
+    return np.frombuffer(buf, dtype=dtype, count=int(np.prod(shape))).reshape(shape)
 
 
 def resolve_workers(workers: int, n: int) -> int:
@@ -244,7 +255,7 @@ def occlude_images(images: np.ndarray, ids: Sequence[str], seed: int, spec: Occl
 
     Each image's result is the same for any ``workers``, ``chunk`` or order of the store
     (texture patches come from the whole of ``images``, chosen by id rank). Workers are forked
-    processes, each handling contiguous chunks.
+    processes, each handling contiguous chunks and writing into shared output arrays.
     """
     n = len(images)
     bounds = [(lo, min(n, lo + chunk)) for lo in range(0, n, chunk)]
@@ -252,24 +263,22 @@ def occlude_images(images: np.ndarray, ids: Sequence[str], seed: int, spec: Occl
     order = np.argsort(np.asarray(ids, dtype=object), kind="stable") if n else np.zeros(0, int)
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n)
+    parallel = workers > 1 and len(bounds) > 1 and "fork" in mp.get_all_start_methods()
+    make = _shared if parallel else np.empty
     _STATE.update(images=images, ids=ids, seed=seed, spec=spec, purpose=purpose, order=order,
-                  rank=rank)
+                  rank=rank, out=make(images.shape, np.uint8), masks=make(images.shape, bool))
     try:
-        if workers > 1 and len(bounds) > 1 and "fork" in mp.get_all_start_methods():
+        if parallel:
             with mp.get_context("fork").Pool(workers) as p:
                 parts = p.map(_work, bounds)
         else:
             parts = [_work(b) for b in bounds]
+        out, masks = np.array(_STATE["out"]), np.array(_STATE["masks"])
     finally:
         _STATE.clear()
-    if not parts:
-        h, w = images.shape[1:]
-        return Occlusion(np.zeros((0, h, w), np.uint8), np.zeros((0, h, w), bool), [], [],
-                         np.zeros(0))
-    return Occlusion(np.concatenate([p.images for p in parts]),
-                     np.concatenate([p.masks for p in parts]),
-                     [t for p in parts for t in p.types], [s for p in parts for s in p.styles],
-                     np.concatenate([p.target_ratios for p in parts]))
+    return Occlusion(out, masks, [t for p in parts for t in p[0]],
+                     [s for p in parts for s in p[1]],
+                     np.concatenate([p[2] for p in parts]) if parts else np.zeros(0))
 
 
 class OcclusionAugment:

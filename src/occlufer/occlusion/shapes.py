@@ -64,32 +64,47 @@ def landmarks(lm: Landmarks, u: np.ndarray) -> Points:
         return 0.5 + s * (v - 0.5) + dy
 
     ey = (lm.left_eye[1] + lm.right_eye[1]) / 2
-    return Points(px(lm.left_eye[0]), px(lm.right_eye[0]), py(ey), px(lm.nose[0]),
-                  py(lm.nose[1]), px(lm.mouth[0]), py(lm.mouth[1]), py(lm.brows),
-                  s * lm.face_width)
+    pts = [px(lm.left_eye[0]), px(lm.right_eye[0]), py(ey), px(lm.nose[0]), py(lm.nose[1]),
+           px(lm.mouth[0]), py(lm.mouth[1]), py(lm.brows), s * lm.face_width]
+    return Points(*(p.astype(np.float32) for p in pts))
 
 
 @lru_cache(maxsize=8)
-def grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pixel centres as fractions of the side (1×H×W x and y) and a tie-break by pixel index."""
+def grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel centres as fractions of the side (1×H×W float32 x and y).
+
+    Fields are float32: twice as fast as float64 on these cache-sized batches.
+    """
     y, x = np.mgrid[0:h, 0:w]
-    tie = (np.arange(h * w, dtype=np.float64) * 1e-10).reshape(1, h, w)
-    return ((x[None] + 0.5) / w).astype(np.float64), ((y[None] + 0.5) / h).astype(np.float64), tie
+    return ((x[None] + 0.5) / w).astype(np.float32), ((y[None] + 0.5) / h).astype(np.float32)
 
 
 def threshold(f: np.ndarray, ratios: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Masks of the ``round(ratio·H·W)`` lowest pixels of each field, and each threshold."""
+    """Masks of the ``round(ratio·H·W)`` lowest pixels of each field, and each threshold.
+
+    Ranking is in float64 with a tie-break of 1e-10 per pixel index, so pixels with equal
+    field values are taken in index order and every mask has exactly k pixels.
+    """
     b, h, w = f.shape
-    flat = (f + grid(h, w)[2]).reshape(b, -1)
+    flat = (f.astype(np.float64) + _tie(h, w)).reshape(b, -1)
     k = np.clip(np.rint(np.asarray(ratios) * h * w).astype(np.int64), 0, h * w)
-    ordered = np.sort(flat, axis=1)
-    thr = np.where(k > 0, ordered[np.arange(b), np.maximum(k - 1, 0)], ordered[:, 0] - 1.0)
-    masks = (flat <= thr[:, None]).reshape(b, h, w)
-    return masks, thr
+    kk = np.maximum(k - 1, 0)
+    if b and (k == k[0]).all():  # one ratio for the batch: a partition is enough
+        ordered = np.partition(flat, int(kk[0]), axis=1)
+    else:
+        ordered = np.sort(flat, axis=1)
+    thr = np.where(k > 0, ordered[np.arange(b), kk], flat.min(axis=1) - 1.0)
+    return (flat <= thr[:, None]).reshape(b, h, w), thr
+
+
+@lru_cache(maxsize=8)
+def _tie(h: int, w: int) -> np.ndarray:
+    return (np.arange(h * w, dtype=np.float64) * 1e-10).reshape(1, h, w)
 
 
 def _c(x: np.ndarray) -> np.ndarray:
-    return x[:, None, None]
+    x = np.asarray(x)
+    return (x if x.dtype == bool else x.astype(np.float32))[:, None, None]
 
 
 def _lerp(a: float, b: float, t: np.ndarray) -> np.ndarray:
@@ -104,7 +119,7 @@ def _rotate(x: np.ndarray, y: np.ndarray, angle: np.ndarray) -> tuple[np.ndarray
 def _gauge(x: np.ndarray, y: np.ndarray, profiles: np.ndarray) -> np.ndarray:
     """``r / R(θ)`` for radial profiles ``R`` (B×A): the star-shaped set's own scale."""
     r = np.hypot(x, y)
-    idx = (np.arctan2(y, x) * (_ANGLES / (2 * np.pi))).astype(np.int64) % _ANGLES
+    idx = (np.arctan2(y, x) * np.float32(_ANGLES / (2 * np.pi))).astype(np.int32) % _ANGLES
     return r / np.take_along_axis(profiles, idx.reshape(len(profiles), -1), axis=1).reshape(
         r.shape)
 
@@ -134,9 +149,10 @@ def sunglasses_field(u: np.ndarray, pts: Points, x: np.ndarray, y: np.ndarray,
     dx, dy = _rotate(x - xm, y - pts.ey - 0.01, tilt)
     rx = half * _c(_lerp(0.62, 0.82, u[:, 5]))
     ry = rx * _c(_lerp(0.6, 0.85, u[:, 6]))
-    p = _c(_lerp(2.0, 4.5, u[:, 7]))
     lx = np.abs(np.abs(dx) - half)  # distance to the nearer lens centre, in x
-    lens = ((lx / rx) ** p + (np.abs(dy) / ry) ** p) ** (1 / p)
+    a2, b2 = np.square(lx / rx), np.square(dy / ry)
+    square = _c(u[:, 7] < 0.5)  # rounded-square lenses (superellipse, exponent 4) or ellipses
+    lens = np.where(square, np.sqrt(np.sqrt(a2 * a2 + b2 * b2)), np.sqrt(a2 + b2))
     bridge = np.maximum(np.abs(dx) / half, np.abs(dy + 0.35 * ry) / (0.16 * ry))
     temple = np.where(np.abs(dx) > half, np.abs(dy + 0.25 * ry) / (0.14 * ry), BIG)
     glasses = np.minimum(lens, np.minimum(bridge, temple))
@@ -236,7 +252,7 @@ def hand_profiles() -> np.ndarray:
                 wrist = np.angle(np.exp(1j * (theta - np.pi / 2)))
                 r = np.maximum(r, np.where(np.abs(wrist) < 0.42, 3.0, 0))  # forearm to the edge
                 out.append(r)
-    return np.stack(out)
+    return np.stack(out).astype(np.float32)
 
 
 def hand_field(u: np.ndarray, pts: Points, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -308,15 +324,16 @@ def hair_paint(u: np.ndarray, f: np.ndarray, thr: np.ndarray, hair: np.ndarray,
 
 # --- polygon -----------------------------------------------------------------------------------
 
-def polygon_field(u: np.ndarray, pts: Points, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """A random star-shaped polygon (3-8 vertices) about a random centre."""
-    b = len(u)
+@lru_cache(maxsize=1)
+def polygon_profiles(count: int = 512) -> np.ndarray:
+    """Radial profiles of ``count`` random star-shaped polygons (3-8 vertices), drawn once."""
+    rng = np.random.default_rng(7)
     theta = (np.arange(_ANGLES) + 0.5) * 2 * np.pi / _ANGLES
-    profiles = np.empty((b, _ANGLES))
-    for i in range(b):
-        n = 3 + int(u[i, 3] * 6)
-        ang = np.sort(u[i, 4:4 + n]) * 2 * np.pi
-        rad = _lerp(0.45, 1.0, u[i, 12:12 + n])
+    profiles = np.empty((count, _ANGLES))
+    for i in range(count):
+        n = int(rng.integers(3, 9))
+        ang = np.sort(rng.random(n)) * 2 * np.pi
+        rad = _lerp(0.45, 1.0, rng.random(n))
         # straight edges between consecutive vertices, in polar form
         a0, r0 = ang, rad
         a1, r1 = np.roll(ang, -1), np.roll(rad, -1)
@@ -332,10 +349,17 @@ def polygon_field(u: np.ndarray, pts: Points, x: np.ndarray, y: np.ndarray) -> n
         num = p0[:, 0:1] * d[:, 1:2] - p0[:, 1:2] * d[:, 0:1]
         r = np.where(inside & (np.abs(den) > 1e-12), num / np.where(den == 0, 1, den), np.inf)
         profiles[i] = np.min(np.where(r > 0, r, np.inf), axis=0)
-    profiles = np.where(np.isfinite(profiles), profiles, 0.45)
+    return np.where(np.isfinite(profiles), profiles, 0.45).astype(np.float32)
+
+
+def polygon_field(u: np.ndarray, pts: Points, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """A random star-shaped polygon (3-8 vertices, from a bank) about a random centre."""
+    bank = polygon_profiles()
+    profiles = bank[np.minimum((u[:, 3] * len(bank)).astype(int), len(bank) - 1)]
+    stretch = _c(_lerp(0.7, 1.4, u[:, 4]))
     cx, cy = _c(_lerp(0.2, 0.8, u[:, 20])), _c(_lerp(0.2, 0.8, u[:, 21]))
     lx, ly = _rotate(x - cx, y - cy, _c(u[:, 22] * 2 * np.pi))
-    return _gauge(lx, ly, profiles)
+    return _gauge(lx * stretch, ly / stretch, profiles)
 
 
 # --- strokes -----------------------------------------------------------------------------------
@@ -343,19 +367,23 @@ def polygon_field(u: np.ndarray, pts: Points, x: np.ndarray, y: np.ndarray) -> n
 def strokes_field(u: np.ndarray, pts: Points, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """One to three thick quadratic strokes across the face (distance to their centre lines)."""
     b = len(u)
-    f = np.full((b, *x.shape[1:]), BIG)
+    f = np.full((b, *x.shape[1:]), BIG, dtype=np.float32)
     n = 2 + (u[:, 3] < 0.5).astype(int)
-    s = np.linspace(0, 1, 9)[:, None]
-    for k in range(3):
+    s = np.linspace(0, 1, 7)[:, None]
+    for k in range(int(n.max())):
         cols = u[:, 4 + 6 * k:10 + 6 * k]
         p0, p1, p2 = cols[:, 0:2], cols[:, 2:4] * 1.2 - 0.1, cols[:, 4:6]
         curve = ((1 - s) ** 2)[None] * p0[:, None] + (2 * s * (1 - s))[None] * p1[:, None] \
             + (s**2)[None] * p2[:, None]  # B×9×2
-        for j in range(8):
+        active = _c(n > k)
+        for j in range(6):
             a, c = curve[:, j], curve[:, j + 1]
             ax, ay = _c(a[:, 0]), _c(a[:, 1])
-            dx, dy = _c(c[:, 0] - a[:, 0]), _c(c[:, 1] - a[:, 1])
-            t = np.clip(((x - ax) * dx + (y - ay) * dy) / (dx * dx + dy * dy + 1e-12), 0, 1)
-            d = np.hypot(x - ax - t * dx, y - ay - t * dy)
-            f = np.where(_c(n > k), np.minimum(f, d), f)
+            dx, dy = c[:, 0] - a[:, 0], c[:, 1] - a[:, 1]
+            inv = _c(1.0 / (dx * dx + dy * dy + 1e-12))
+            dx, dy = _c(dx), _c(dy)
+            px, py = x - ax, y - ay
+            t = np.clip((px * dx + py * dy) * inv, 0, 1)
+            d2 = np.square(px - t * dx) + np.square(py - t * dy)  # squared: same ranks
+            f = np.where(active, np.minimum(f, d2), f)
     return f
