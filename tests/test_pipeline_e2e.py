@@ -79,9 +79,13 @@ def test_repro_writes_metrics_plots_and_mlflow_run(repo: Path) -> None:
     assert [m.source_run_id for m in models] == [run.info.run_id]
     assert (repo / "mlartifacts").is_dir() and not (repo / "mlruns").exists()
     plots = json.loads(_run(["dvc", "plots", "show", "--json", "--split"], repo))
-    shown = " ".join(plots)
-    for name in ("loss", "accuracy", "confusion_val", "confusion_val_occluded", "preview.png"):
+    shown = " ".join(plots.get("data", plots))  # DVC 3.6x wraps the plots in "data"
+    for name in ("loss", "accuracy", "confusion_val", "confusion_val_occluded",
+                 "data/acquired/preview.png", "data/occluded/preview.png"):
         assert name in shown, sorted(plots)
+    assert not plots.get("errors"), plots.get("errors")
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "data")}
+    assert {"data/preview.png", "data/summary.csv"} <= artifacts
 
 
 def test_second_repro_runs_nothing(repo: Path) -> None:
