@@ -144,3 +144,47 @@ def test_contempt_is_a_known_label_for_real_datasets() -> None:
                               "acquire.classes=[angry,contempt,disgust,fear,happy,sad,surprise]"],
                              CONF))
     assert "contempt" in p.acquire.classes
+
+
+@pytest.mark.parametrize(
+    ("edit", "needles"),
+    [
+        (lambda d: d["occlusion"].update(ratio=[0.4, 0.1]), ["occlusion.ratio", "min <= max"]),
+        (lambda d: d["occlusion"].update(ratio=[0.1, 1.2]), ["occlusion.ratio", "outside"]),
+        (lambda d: d["occlusion"].update(ratio=[0.1]), ["occlusion.ratio", "[min, max]"]),
+        (lambda d: d["occlusion"].update(ratio="big"), ["occlusion.ratio", "number or [min"]),
+        (lambda d: d["occlusion"]["types"].update(visor=1.0), ["occlusion.types", "visor",
+                                                               "sunglasses"]),
+        (lambda d: d["occlusion"]["types"].update(block=-1), ["occlusion.types", "outside"]),
+        (lambda d: d["occlusion"].update(types={k: 0 for k in d["occlusion"]["types"]}),
+         ["occlusion.types", "positive weight"]),
+        (lambda d: d["occlusion"].update(types=["block"]), ["occlusion.types", "mapping"]),
+        (lambda d: d["occlusion"]["landmarks"].update(nose=[0.5]), ["landmarks.nose", "[x, y]"]),
+        (lambda d: d["occlusion"].update(fills=["plaid"]), ["occlusion.fills", "texture"]),
+        (lambda d: d["split"].update(strategy="random"), ["split.strategy", "keep_source"]),
+        (lambda d: d["split"].update(val_fraction=0.6, test_fraction=0.4),
+         ["split.val_fraction", "test_fraction", "< 1"]),
+    ],
+)
+def test_bad_occlusion_and_split_values(edit, needles) -> None:
+    data = _default()
+    edit(data)
+    with pytest.raises(ConfigError) as err:
+        parse_params(data)
+    message = str(err.value)
+    assert "\n" not in message
+    for needle in needles:
+        assert needle in message, message
+
+
+def test_number_or_range_and_weights_parse() -> None:
+    data = _default()
+    data["occlusion"]["ratio"] = [0.1, 0.3]
+    assert parse_params(data).occlusion.ratio == [0.1, 0.3]
+    data["occlusion"]["ratio"] = 0
+    assert parse_params(data).occlusion.ratio == 0.0
+    p = parse_params(compose(["occlusion=dropout", "split=keep_source"], CONF))
+    assert {k for k, v in p.occlusion.types.items() if v > 0} == {
+        "coarse_dropout", "grid_dropout", "erasing"}
+    assert p.split.strategy == "keep_source"
+    assert load_params(ROOT / "params.yaml").split.strategy == "group_stratified"

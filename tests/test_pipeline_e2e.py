@@ -78,7 +78,9 @@ def test_repro_writes_metrics_plots_and_mlflow_run(repo: Path) -> None:
                                          output_format="list")
     assert [m.source_run_id for m in models] == [run.info.run_id]
     assert (repo / "mlartifacts").is_dir() and not (repo / "mlruns").exists()
-    plots = json.loads(_run(["dvc", "plots", "show", "--json", "--split"], repo))["data"]
+    shown = json.loads(_run(["dvc", "plots", "show", "--json", "--split"], repo))
+    assert not shown.get("errors"), shown.get("errors")
+    plots = shown["data"]
     epochs = int(run.data.params["train.epochs"])
     rows = {name: plots[name][0]["anchor_definitions"]["<DVC_METRIC_DATA>"]
             for name in ("loss", "accuracy", "confusion_val", "confusion_val_occluded")}
@@ -87,6 +89,8 @@ def test_repro_writes_metrics_plots_and_mlflow_run(repo: Path) -> None:
     assert len(rows["confusion_val_occluded"]) == metrics["val_occluded/n"]
     for image in ("data/acquired/preview.png", "data/occluded/preview.png"):
         assert Path(plots[image][0]["url"]).is_file()
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "data")}
+    assert {"data/preview.png", "data/summary.csv"} <= artifacts
 
 
 def test_second_repro_runs_nothing(repo: Path) -> None:

@@ -31,9 +31,17 @@ class ConfigError(OccluferError, ValueError):
 
 def _opt(*, choices: Sequence[Any] | None = None,
          ge: float | None = None, gt: float | None = None, lt: float | None = None,
-         le: float | None = None, subset_of: Sequence[str] | None = None) -> Any:
-    """A schema field with its constraints (checked by :func:`_check`)."""
-    meta = {"choices": choices, "ge": ge, "gt": gt, "lt": lt, "le": le, "subset_of": subset_of}
+         le: float | None = None, subset_of: Sequence[str] | None = None,
+         pair: bool = False) -> Any:
+    """A schema field with its constraints (checked by :func:`_check`).
+
+    Bounds apply element-wise to lists and to the values of mappings; ``subset_of`` to list
+    items and mapping keys (a callable is called for the allowed names); ``pair`` asks a list
+    value to be ``[min, max]`` with ``min <= max`` (so ``float | list[float]`` reads "a number
+    or a range").
+    """
+    meta = {"choices": choices, "ge": ge, "gt": gt, "lt": lt, "le": le, "subset_of": subset_of,
+            "pair": pair}
     return field(metadata=meta)
 
 
@@ -44,6 +52,12 @@ def _model_names() -> list[str]:
 
 
 SOURCES = ("synthetic", "fer2013_csv", "image_folder", "photos")
+
+
+def _occluder_types() -> tuple[str, ...]:
+    from occlufer.occlusion import TYPES  # local import: keeps this module light
+
+    return TYPES
 
 
 @dataclass(frozen=True)
@@ -70,24 +84,45 @@ class AcquireCfg:
     face_min_size: int | None = _opt(ge=8)  # photos: smallest face, pixels
     n_per_class: int | None = _opt(ge=1)   # synthetic only from here on
     n_subjects: int | None = _opt(ge=1)
-    intensity: list[float] | None = _opt(ge=0.0, le=1.0)
+    intensity: list[float] | None = _opt(ge=0.0, le=1.0, pair=True)
     noise: float | None = _opt(ge=0.0, le=0.5)
+
+
+@dataclass(frozen=True)
+class LandmarksCfg:
+    """Canonical landmark positions of an aligned face crop, as fractions of the side.
+
+    Points are ``[x, y]`` (x to the right, y downwards); region occluders are placed by them.
+    """
+
+    left_eye: list[float] = _opt(ge=0.0, le=1.0)
+    right_eye: list[float] = _opt(ge=0.0, le=1.0)
+    nose: list[float] = _opt(ge=0.0, le=1.0)
+    mouth: list[float] = _opt(ge=0.0, le=1.0)
+    brows: float = _opt(ge=0.0, le=1.0)        # y of the eyebrows
+    face_width: float = _opt(gt=0.0, le=1.0)   # cheek to cheek
+    jitter: float = _opt(ge=0.0, le=0.2)       # per-image shift/scale of all points
 
 
 @dataclass(frozen=True)
 class OcclusionCfg:
     """S200: one randomly occluded copy of each face."""
 
-    ratio: float = _opt(ge=0.0, lt=1.0)
-    fills: list[str] = _opt(subset_of=("gray", "noise"))
-    aspect: list[float] = _opt(gt=0.0)
+    types: dict[str, float] = _opt(subset_of=_occluder_types, ge=0.0)  # type: ignore[arg-type]
+    ratio: float | list[float] = _opt(ge=0.0, lt=1.0, pair=True)
+    fills: list[str] = _opt(subset_of=("gray", "noise", "texture"))
+    aspect: list[float] = _opt(gt=0.0, pair=True)
+    landmarks: LandmarksCfg = _opt()
+    workers: int = _opt(ge=0)
 
 
 @dataclass(frozen=True)
 class SplitCfg:
-    """S300: mix clean and occluded copies 1:1 and split into train and val."""
+    """S300: mix clean and occluded copies 1:1 and split into train / val (/ test)."""
 
+    strategy: str = _opt(choices=("group_stratified", "keep_source"))
     val_fraction: float = _opt(gt=0.0, lt=1.0)
+    test_fraction: float = _opt(ge=0.0, lt=1.0)
 
 
 @dataclass(frozen=True)
@@ -145,7 +180,27 @@ def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return None if value is None else _coerce(value, args[0], key, where)
+        if value is None:
+            return None
+        listy = [a for a in args if typing.get_origin(a) is list]
+        if isinstance(value, list | tuple) and listy:
+            return _coerce(value, listy[0], key, where)
+        scalar = [a for a in args if typing.get_origin(a) is not list] or args
+        if len(args) > 1 and not isinstance(value, list | tuple):
+            try:
+                return _coerce(value, scalar[0], key, where)
+            except ConfigError:
+                what = "number" if scalar[0] in (int, float) else _type_name(scalar[0])
+                raise ConfigError(f"{where}: `{key}` must be a {what} or "
+                                  f"[min, max], got {value!r}") from None
+        return _coerce(value, args[0], key, where)
+    if origin is dict:
+        key_tp, item_tp = typing.get_args(tp)
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: `{key}` must be a mapping of name: "
+                              f"{_type_name(item_tp)}, got {value!r}; write it as {{a: 1, b: 2}}")
+        return {_coerce(k, key_tp, key, where): _coerce(v, item_tp, f"{key}.{k}", where)
+                for k, v in value.items()}
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, list | tuple):
@@ -182,12 +237,18 @@ def _check(value: Any, meta: Mapping[str, Any], key: str, where: str) -> None:
         allowed = ", ".join(map(str, choices))
         raise ConfigError(f"{where}: `{key}` = {value!r} is not one of: {allowed}")
     subset = meta.get("subset_of")
+    if callable(subset):
+        subset = subset()
     if subset is not None:
         bad = [v for v in value if v not in subset]
         if bad or not value:
             raise ConfigError(f"{where}: `{key}` has unknown values {bad or '[] (empty)'}; "
                               f"allowed: {', '.join(subset)}")
-    items = value if isinstance(value, list) else [value]
+    if meta.get("pair") and isinstance(value, list) and (len(value) != 2
+                                                          or value[0] > value[1]):
+        raise ConfigError(f"{where}: `{key}` must be [min, max] with min <= max, got {value}")
+    items = (list(value.values()) if isinstance(value, dict)
+             else value if isinstance(value, list) else [value])
     for v in items:
         if not isinstance(v, int | float) or isinstance(v, bool):
             continue
@@ -234,17 +295,22 @@ def _parse(cls: type, data: Any, prefix: str, where: str) -> Any:
 
 def _check_relations(obj: Any, prefix: str, where: str) -> None:
     """Constraints that involve more than one value."""
-    pairs = {AcquireCfg: "intensity", OcclusionCfg: "aspect"}
-    name = pairs.get(type(obj))
-    if name is not None and getattr(obj, name) is not None:
-        lo_hi = getattr(obj, name)
-        if len(lo_hi) != 2 or lo_hi[0] > lo_hi[1]:
-            raise ConfigError(f"{where}: `{prefix}.{name}` must be [min, max] with min <= max, "
-                              f"got {lo_hi}")
     if isinstance(obj, AcquireCfg):
         _check_acquire(obj, prefix, where)
     if isinstance(obj, OcclusionCfg) and not obj.fills:
         raise ConfigError(f"{where}: `{prefix}.fills` must name at least one fill")
+    if isinstance(obj, OcclusionCfg) and not sum(obj.types.values()) > 0:
+        raise ConfigError(f"{where}: `{prefix}.types` needs a positive weight for at least one "
+                          f"occluder, got {obj.types}; e.g. `-S {prefix}.types.block=1`")
+    if isinstance(obj, LandmarksCfg):
+        for name in ("left_eye", "right_eye", "nose", "mouth"):
+            if len(getattr(obj, name)) != 2:
+                raise ConfigError(f"{where}: `{prefix}.{name}` must be [x, y] (fractions of the "
+                                  f"image side), got {getattr(obj, name)}")
+    if isinstance(obj, SplitCfg) and obj.val_fraction + obj.test_fraction >= 1.0:
+        raise ConfigError(f"{where}: `{prefix}.val_fraction` + `{prefix}.test_fraction` = "
+                          f"{obj.val_fraction + obj.test_fraction} leaves no train data; "
+                          "make their sum < 1")
 
 
 def _check_acquire(cfg: AcquireCfg, prefix: str, where: str) -> None:

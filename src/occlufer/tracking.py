@@ -182,6 +182,11 @@ def log_artifacts(folder: Path, artifact_path: str | None = None) -> None:
     _mlflow().log_artifacts(str(folder), artifact_path=artifact_path)
 
 
+def log_artifact(path: Path, artifact_path: str | None = None) -> None:
+    """Upload one file to the active run."""
+    _mlflow().log_artifact(str(path), artifact_path=artifact_path)
+
+
 def log_torch_model(model: Any, input_example: Any, output_example: Any) -> None:
     """Log the model with its signature and an input example (no requirement inference)."""
     mlflow = _mlflow()

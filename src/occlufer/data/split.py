@@ -2,39 +2,62 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
 from occlufer.rng import item_rng
 
 
-def group_split(labels: pd.Series, groups: pd.Series, val_fraction: float,
-                seed: int) -> np.ndarray:
-    """Boolean array, True for rows assigned to val.
+def group_assign(labels: pd.Series, groups: pd.Series, fractions: Sequence[float],
+                 seed: int) -> np.ndarray:
+    """Side index per row (0 .. len(fractions)-1); every group lands wholly on one side.
 
-    Every group lands wholly on one side. Groups are visited in a seeded random order, largest
-    first, and each goes to the side whose per-class counts it brings closer to
-    ``val_fraction`` / ``1 - val_fraction`` of each class total (greedy stratification).
+    Groups are visited in a seeded random order, largest first, and each goes to the side
+    where it most reduces the squared distance of the per-class counts from their targets
+    (``fractions[s]`` of each class total): greedy stratification. Then single groups are moved
+    between sides while that still reduces the distance (a few passes of local search), so with
+    small groups each class lands within about one group of its target on every side.
     """
+    frac = np.asarray(fractions, dtype=np.float64)
     codes, uniques = pd.factorize(groups, sort=True)
     y = pd.factorize(labels, sort=True)[0]
-    counts = np.zeros((len(uniques), y.max() + 1 if len(y) else 0), dtype=np.int64)
+    n_cls = int(y.max()) + 1 if len(y) else 0
+    counts = np.zeros((len(uniques), n_cls), dtype=np.float64)
     np.add.at(counts, (codes, y), 1)
-    target_val = val_fraction * counts.sum(axis=0)
-    target_train = counts.sum(axis=0) - target_val
+    target = frac[:, None] * counts.sum(axis=0)[None, :]  # sides × classes
     rng = item_rng(seed, "group_split", "split")
     order = rng.permutation(len(uniques))
     order = order[np.argsort(-counts[order].sum(axis=1), kind="stable")]
-    val = np.zeros(counts.shape[1])
-    train = np.zeros(counts.shape[1])
-    to_val = np.zeros(len(uniques), dtype=bool)
+    cur = np.zeros_like(target)
+    side = np.zeros(len(uniques), dtype=np.int64)
     for g in order:
         c = counts[g]
-        cost_val = np.square(val + c - target_val).sum() + np.square(train - target_train).sum()
-        cost_train = np.square(val - target_val).sum() + np.square(train + c - target_train).sum()
-        if cost_val < cost_train:
-            val += c
-            to_val[g] = True
-        else:
-            train += c
-    return to_val[codes]
+        # increase of sum((cur - target)^2) when adding c to each side
+        delta = (c * c).sum() + 2 * ((cur - target) @ c)
+        s = int(np.argmin(delta))
+        side[g] = s
+        cur[s] += c
+    for _ in range(4):  # local search: move one group if it lowers the total squared error
+        moved = False
+        for g in order:
+            c, s = counts[g], side[g]
+            removal = (c * c).sum() - 2 * ((cur[s] - target[s]) @ c)
+            gain = (c * c).sum() + 2 * ((cur - target) @ c)
+            gain[s] = np.inf
+            t = int(np.argmin(gain))
+            if gain[t] + removal < -1e-9:
+                cur[s] -= c
+                cur[t] += c
+                side[g] = t
+                moved = True
+        if not moved:
+            break
+    return side[codes]
+
+
+def group_split(labels: pd.Series, groups: pd.Series, val_fraction: float,
+                seed: int) -> np.ndarray:
+    """Boolean array, True for rows assigned to val (two-way :func:`group_assign`)."""
+    return group_assign(labels, groups, (1.0 - val_fraction, val_fraction), seed) == 1

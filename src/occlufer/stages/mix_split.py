@@ -1,18 +1,28 @@
 """S300 mix_split: clean and occluded copies mixed 1:1, split into ``data/split/{train,val}``.
 
-The split is by ``group`` (the subject, else the source image), so a face, its occluded copy and
-every other image of the same subject land on the same side; class proportions are stratified.
+``split.strategy``:
+
+- ``group_stratified`` (default, the patent's S300): split by ``group`` (the subject, else the
+  source image) into train / val (and an optional held-out test, ``split.test_fraction``), so a
+  face, its occluded copy and every other image of the same subject land on the same side;
+  class proportions are stratified.
+- ``keep_source``: keep the dataset's own train / val / test (manifest column ``source_split``)
+  and add each face's occluded copy to its face's split; a dataset without val gets one carved
+  from its train by group.
+
+The test split goes to ``data/split/test``; train never reads it (it is not a train dependency).
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from occlufer.config import Params, load_params
-from occlufer.data.split import group_split
+from occlufer.data.split import group_assign, group_split
 from occlufer.data.store import Store, read_store, write_store
 from occlufer.errors import OccluferError
 from occlufer.stages import run_stage
@@ -20,6 +30,7 @@ from occlufer.stages import run_stage
 CLEAN = Path("data/acquired")
 OCCLUDED = Path("data/occluded")
 OUT = Path("data/split")
+SPLITS = ("train", "val", "test")
 
 
 def mix(clean: Store, occluded: Store) -> Store:
@@ -38,29 +49,76 @@ def mix(clean: Store, occluded: Store) -> Store:
     return Store(images, manifest, masks)
 
 
+def _keep_source(m: pd.DataFrame, val_fraction: float, seed: int) -> np.ndarray:
+    """The dataset's own split per row (val carved from train by group when there is none)."""
+    if "source_split" not in m.columns or (m["source_split"].fillna("") == "").all():
+        raise OccluferError("split.strategy = keep_source needs the dataset's own split in the "
+                            f"`source_split` column of {CLEAN}, but it is empty (e.g. synthetic "
+                            "faces); use split.strategy=group_stratified")
+    split = m["source_split"].fillna("").astype(str).to_numpy().copy()
+    bad = sorted(set(split) - set(SPLITS))
+    if bad:
+        n_bad = int(np.isin(split, bad).sum())
+        raise OccluferError(f"split.strategy = keep_source: {n_bad} rows of {CLEAN} have "
+                            f"source_split {bad}; allowed: train, val, test (fix the reader or "
+                            "use split.strategy=group_stratified)")
+    if not (split == "val").any():
+        rows = np.flatnonzero(split == "train")
+        is_val = group_split(m["label"].iloc[rows], m["group"].iloc[rows], val_fraction, seed)
+        split[rows[is_val]] = "val"
+        print(f"mix_split: the source has no val split; carved {int(is_val.sum())} images "
+              f"(val_fraction {val_fraction}) from its train by group")
+    shared = m.assign(split=split).groupby("group")["split"].nunique()
+    if (shared > 1).any():
+        print(f"mix_split: warning: {int((shared > 1).sum())} groups appear in more than one "
+              "source split (the dataset's own split is kept as it is)")
+    return split
+
+
 def mix_split(params: Params, clean_dir: Path = CLEAN, occluded_dir: Path = OCCLUDED,
               out: Path = OUT) -> pd.DataFrame:
-    """Write the train and val stores; returns the class × split × clean/occluded table."""
+    """Write the train / val (/ test) stores; returns the class × split × copy table."""
+    cfg = params.split
     mixed = mix(read_store(clean_dir), read_store(occluded_dir))
-    is_val = group_split(mixed.manifest["label"], mixed.manifest["group"],
-                         params.split.val_fraction, params.seed)
-    mixed.manifest["split"] = np.where(is_val, "val", "train")
-    for name, rows in (("train", ~is_val), ("val", is_val)):
-        if not rows.any():
-            raise OccluferError(f"split.val_fraction = {params.split.val_fraction} leaves no "
-                                f"{name} images ({mixed.manifest['group'].nunique()} groups); "
-                                "use more faces or another fraction")
-        write_store(out / name, mixed.subset(rows))
-    table = (mixed.manifest.assign(copy=np.where(mixed.manifest["occluded"], "occluded", "clean"))
+    m = mixed.manifest
+    if cfg.strategy == "keep_source":
+        split = _keep_source(m, cfg.val_fraction, params.seed)
+    else:
+        fractions = (1.0 - cfg.val_fraction - cfg.test_fraction, cfg.val_fraction,
+                     cfg.test_fraction)
+        split = np.asarray(SPLITS)[group_assign(m["label"], m["group"], fractions, params.seed)]
+    m["split"] = split
+    for name in ("train", "val"):
+        if not (split == name).any():
+            raise OccluferError(f"split.val_fraction = {cfg.val_fraction} (strategy "
+                                f"{cfg.strategy}) leaves no {name} images "
+                                f"({m['group'].nunique()} groups); use more faces or another "
+                                "fraction")
+    for name in SPLITS:
+        rows = split == name
+        if rows.any():
+            write_store(out / name, mixed.subset(rows))
+        elif (out / name).exists():
+            shutil.rmtree(out / name)
+    table = summary_table(m)
+    table.to_csv(out / "summary.csv")
+    sizes = " / ".join(f"{int((split == s).sum())} {s}" for s in SPLITS if (split == s).any())
+    print(f"mix_split: {sizes} faces (strategy {cfg.strategy}, val_fraction "
+          f"{cfg.val_fraction}) -> {out}")
+    print(table.to_string())
+    return table
+
+
+def summary_table(m: pd.DataFrame) -> pd.DataFrame:
+    """Counts per class (rows, plus ``total``) × split/copy (``train/clean``, ...)."""
+    present = [s for s in SPLITS if (m["split"] == s).any()]
+    table = (m.assign(copy=np.where(m["occluded"], "occluded", "clean"),
+                      split=pd.Categorical(m["split"], categories=present))
              .pivot_table(index="label", columns=["split", "copy"], values="id",
                           aggfunc="count", fill_value=0, observed=False))
     table.columns = [f"{s}/{c}" for s, c in table.columns]
     table.loc["total"] = table.sum()
-    table.to_csv(out / "summary.csv")
-    print(f"mix_split: {int((~is_val).sum())} train / {int(is_val.sum())} val faces "
-          f"(val_fraction {params.split.val_fraction}) -> {out}")
-    print(table.to_string())
-    return table
+    return table.astype(int)
 
 
 def main() -> None:

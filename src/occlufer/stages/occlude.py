@@ -1,7 +1,9 @@
 """S200 occlude: one randomly occluded copy of every face into ``data/occluded``.
 
 Each copy's generator is derived from ``(seed, image id, "occlude")``; the store keeps the
-occluded images, their exact masks and, per row, the occluder, fill and realised fraction.
+occluded images, their exact masks and, per row, the occluder type, its style (fill, or
+e.g. surgical/scarf), the target and the realised fraction. ``preview.png`` shows each type of
+the configured mixture on the first faces.
 """
 
 from __future__ import annotations
@@ -9,47 +11,46 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from occlufer.config import Params, load_params
 from occlufer.data.store import Store, read_store, write_store
-from occlufer.occlusion import occlude_block
-from occlufer.rng import item_rng
+from occlufer.occlusion import OcclusionSpec, occlude_images
+from occlufer.occlusion.engine import resolve_workers
+from occlufer.occlusion.preview import type_grid
 from occlufer.stages import run_stage, write_json
-from occlufer.viz import image_grid
 
 SRC = Path("data/acquired")
 OUT = Path("data/occluded")
 
 
-def occlude(params: Params, src: Path = SRC, dst: Path = OUT) -> dict[str, float]:
-    """Write the occluded copies of ``src`` to ``dst``; returns count and mean realised ratio."""
+def occlude(params: Params, src: Path = SRC, dst: Path = OUT) -> dict:
+    """Write the occluded copies of ``src`` to ``dst``; returns counts and realised ratios."""
     cfg = params.occlusion
+    spec = OcclusionSpec.from_cfg(cfg)
     clean = read_store(src)
     n = len(clean)
-    images = np.empty_like(clean.images)
-    masks = np.zeros(clean.images.shape, dtype=bool)
-    fills = []
-    for i, image_id in enumerate(tqdm(clean.manifest["id"], desc="occlude", disable=None)):
-        rng = item_rng(params.seed, image_id, "occlude")
-        images[i], masks[i], fill = occlude_block(rng, clean.images[i], cfg.ratio, cfg.fills,
-                                                  cfg.aspect)
-        fills.append(fill)
+    workers = resolve_workers(cfg.workers, n)
+    occ = occlude_images(clean.images, list(clean.manifest["id"]), params.seed, spec,
+                         workers=workers)
     manifest = clean.manifest.copy()
     manifest["src_id"] = manifest["id"]
     manifest["id"] = manifest["id"] + "+occ"
-    manifest["occluder"] = "block"
-    manifest["fill"] = fills
-    manifest["target_ratio"] = cfg.ratio
-    manifest["occluded_fraction"] = masks.reshape(n, -1).mean(axis=1)
-    write_store(dst, Store(images, manifest, masks))
-    k = min(8, n)
-    image_grid([list(clean.images[:k]), list(images[:k])], ["clean", "occluded"]).save(
-        dst / "preview.png")
-    summary = {"images": n, "mean_occluded_fraction": float(manifest["occluded_fraction"].mean())}
+    manifest["occluder"] = occ.types
+    manifest["fill"] = occ.styles
+    manifest["target_ratio"] = occ.target_ratios
+    manifest["occluded_fraction"] = occ.fractions
+    write_store(dst, Store(occ.images, manifest, occ.masks))
+    type_grid(np.asarray(clean.images[:min(8, n)]), params.seed, spec).save(dst / "preview.png")
+    per_type = manifest.groupby("occluder")["occluded_fraction"].agg(["count", "mean"])
+    summary = {"images": n,
+               "mean_occluded_fraction": float(manifest["occluded_fraction"].mean()),
+               "per_type": {k: {"count": int(r["count"]), "mean_occluded_fraction":
+                                float(r["mean"])} for k, r in per_type.iterrows()}}
     write_json(dst / "summary.json", summary)
-    print(f"occlude: {n} occluded copies, mean occluded fraction "
-          f"{summary['mean_occluded_fraction']:.3f} (target {cfg.ratio}) -> {dst}")
+    mix = ", ".join(f"{k} {int(r['count'])}" for k, r in per_type.iterrows())
+    print(f"occlude: {n} occluded copies ({mix}), mean occluded fraction "
+          f"{summary['mean_occluded_fraction']:.3f} (target {cfg.ratio}), {workers} "
+          f"worker(s) -> {dst}")
     return summary
 
 

@@ -22,6 +22,8 @@ from occlufer.training import EpochStats, fit, resolve_device
 
 SRC = Path("data/split")
 OUT = Path("models")
+#: data files logged to the run, so the MLflow UI shows what the model was trained on
+DATA_ARTIFACTS = (Path("data/occluded/preview.png"), SRC / "summary.csv")
 
 
 def label_codes(manifest: pd.DataFrame) -> np.ndarray:
@@ -29,7 +31,8 @@ def label_codes(manifest: pd.DataFrame) -> np.ndarray:
     return manifest["label"].cat.codes.to_numpy(dtype=np.int64)
 
 
-def train(params: Params, src: Path = SRC, out: Path = OUT) -> list[EpochStats]:
+def train(params: Params, src: Path = SRC, out: Path = OUT,
+          artifacts: tuple[Path, ...] = DATA_ARTIFACTS) -> list[EpochStats]:
     """Train, log to MLflow, and write the model folder; returns the per-epoch history."""
     cfg = params.train
     train_store, val_store = read_store(src / "train"), read_store(src / "val")
@@ -52,6 +55,9 @@ def train(params: Params, src: Path = SRC, out: Path = OUT) -> list[EpochStats]:
 
     with tracking.start_run(cfg.mlflow_experiment, params.to_dict()) as run:
         tracking.write_run_ref(run, out)
+        for path in artifacts:
+            if path.is_file():
+                tracking.log_artifact(path, "data")
         history = fit(model, train_store.images, label_codes(train_store.manifest),
                       val_store.images, label_codes(val_store.manifest),
                       val_store.manifest["occluded"].to_numpy(dtype=bool),

@@ -1,0 +1,316 @@
+"""Draw and apply occlusions for many images: per-image generators, batched by type.
+
+Each image's decisions (type, ratio, shape, colours, noise) come only from its own generator,
+drawn in a fixed order, so results are byte-identical whatever the batch size, worker count or
+processing order. Images of one type are then rendered together (vectorised numpy).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from occlufer.occlusion import TYPES, dropouts, shapes
+from occlufer.occlusion.shapes import Landmarks
+from occlufer.rng import item_rng
+
+FILLS = ("gray", "noise", "texture")
+_CHUNK_PIXELS = 96 * 48 * 48  # pixels rendered together: float32 temporaries stay in cache
+_PARALLEL_MIN = 8000  # below this many images one process is faster than starting workers
+
+
+@dataclass(frozen=True)
+class OcclusionSpec:
+    """What to draw: types and weights, ratio range, fills, block aspect, landmarks."""
+
+    types: tuple[str, ...] = ("block",)
+    weights: tuple[float, ...] = (1.0,)
+    ratio: tuple[float, float] = (0.25, 0.25)
+    fills: tuple[str, ...] = ("gray", "noise")
+    aspect: tuple[float, float] = (0.5, 2.0)
+    landmarks: Landmarks = field(default_factory=Landmarks)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.types) - set(TYPES)
+        if unknown or not self.types or len(self.types) != len(self.weights):
+            raise ValueError(f"bad occluder types {self.types} / weights {self.weights}")
+        if set(self.fills) - set(FILLS) or not self.fills:
+            raise ValueError(f"bad fills {self.fills}; choose from {FILLS}")
+
+    @classmethod
+    def from_cfg(cls, cfg) -> OcclusionSpec:  # noqa: ANN001 - occlufer.config.OcclusionCfg
+        """From the ``occlusion`` section of ``params.yaml`` (types with weight 0 dropped)."""
+        types = [t for t in TYPES if cfg.types.get(t, 0.0) > 0]
+        ratio = cfg.ratio if isinstance(cfg.ratio, list) else [cfg.ratio, cfg.ratio]
+        lm = cfg.landmarks
+        return cls(types=tuple(types), weights=tuple(float(cfg.types[t]) for t in types),
+                   ratio=(float(ratio[0]), float(ratio[1])), fills=tuple(cfg.fills),
+                   aspect=(float(cfg.aspect[0]), float(cfg.aspect[1])),
+                   landmarks=Landmarks(tuple(lm.left_eye), tuple(lm.right_eye), tuple(lm.nose),
+                                       tuple(lm.mouth), lm.brows, lm.face_width, lm.jitter))
+
+    def only(self, kind: str) -> OcclusionSpec:
+        """The same spec restricted to one type (previews, benchmarks, tests)."""
+        return OcclusionSpec((kind,), (1.0,), self.ratio, self.fills, self.aspect,
+                             self.landmarks)
+
+
+@dataclass
+class Occlusion:
+    """Occluded images with, per image, the mask, type, style and target ratio."""
+
+    images: np.ndarray
+    masks: np.ndarray
+    types: list[str]
+    styles: list[str]
+    target_ratios: np.ndarray
+
+    @property
+    def fractions(self) -> np.ndarray:
+        """The realised covered fraction of each image."""
+        return self.masks.reshape(len(self.masks), -1).mean(axis=1)
+
+
+@dataclass
+class _Draw:
+    kind: str
+    ratio: float
+    fill: str
+    u: np.ndarray
+
+
+def _draw(rng: np.random.Generator, spec: OcclusionSpec) -> _Draw:
+    """Type, ratio, fill and the shape uniforms: one call to the generator per image."""
+    head = rng.random(3 + shapes.N_UNIFORMS)
+    w = np.asarray(spec.weights, dtype=np.float64)
+    kind = spec.types[min(int(np.searchsorted(np.cumsum(w / w.sum()), head[0], side="right")),
+                          len(w) - 1)]
+    lo, hi = spec.ratio
+    ratio = float(lo if hi <= lo else lo + (hi - lo) * head[1])
+    fill = spec.fills[min(int(head[2] * len(spec.fills)), len(spec.fills) - 1)]
+    return _Draw(kind, ratio, fill, head[3:])
+
+
+def _texture(pool: np.ndarray | None, own: int, order: np.ndarray | None, image: np.ndarray,
+             u: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A patch of *another* face of the pool, shifted by a random offset.
+
+    The face is picked by rank ``j != own`` in ``order`` (pool positions sorted by image id,
+    when given), so the choice does not depend on the order of the store.
+    """
+    h, w = image.shape
+    if pool is None or len(pool) < 2:
+        return rng.integers(0, 256, size=(h, w), dtype=np.uint8)
+    n = len(pool)
+    j = int(u[30] * (n - 1))
+    if 0 <= own <= j:
+        j += 1
+    j = min(j, n - 1)
+    pos = int(order[j]) if order is not None else j
+    dy, dx = int((u[31] - 0.5) * h * 0.6), int((u[32] - 0.5) * w * 0.6)
+    return np.roll(np.asarray(pool[pos]), (dy, dx), axis=(0, 1))
+
+
+def _fill_paint(draws: list[_Draw], rngs: list[np.random.Generator], images: np.ndarray,
+                pool: np.ndarray | None, own: np.ndarray, order: np.ndarray | None,
+                ) -> np.ndarray:
+    """Per-image paint for the plain fills: gray level, uniform noise, texture from a face."""
+    out = np.empty(images.shape, dtype=np.float64)
+    for i, (d, rng) in enumerate(zip(draws, rngs, strict=True)):
+        if d.fill == "gray":
+            out[i] = int(d.u[29] * 256)
+        elif d.fill == "noise":
+            out[i] = rng.integers(0, 256, size=images.shape[1:], dtype=np.uint8)
+        else:
+            out[i] = _texture(pool, int(own[i]), order, images[i], d.u, rng)
+    return out
+
+
+def _render(kind: str, images: np.ndarray, draws: list[_Draw], rngs: list[np.random.Generator],
+            spec: OcclusionSpec, pool: np.ndarray | None, own: np.ndarray,
+            order: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    b, h, w = images.shape
+    if kind in ("coarse_dropout", "grid_dropout", "erasing"):
+        out, masks, styles = np.empty_like(images), np.empty(images.shape, dtype=bool), []
+        for i, (d, rng) in enumerate(zip(draws, rngs, strict=True)):
+            fill = d.fill if d.fill != "texture" else "gray"  # albumentations has no texture fill
+            out[i], masks[i] = dropouts.dropout(kind, rng, images[i], d.ratio, fill)
+            styles.append(fill)
+        return out, masks, styles
+    u = np.stack([d.u for d in draws])
+    ratios = np.array([d.ratio for d in draws])
+    x, y = shapes.grid(h, w)
+    pts = shapes.landmarks(spec.landmarks, u)
+    if kind == "block":
+        f = shapes.block_field(u, pts, x, y, spec.aspect)
+    elif kind == "sunglasses":
+        f, is_lens, flag = shapes.sunglasses_field(u, pts, x, y)
+        styles = np.where(flag, "shades", "band").tolist()
+    elif kind == "mask":
+        f, top, flag = shapes.mask_field(u, pts, x, y)
+        styles = np.where(flag, "surgical", "scarf").tolist()
+    elif kind == "hand":
+        f = shapes.hand_field(u, pts, x, y)
+    elif kind == "hair":
+        f, flag = shapes.hair_field(u, pts, x, y)
+        styles = np.where(flag, "hair", "hat").tolist()
+    elif kind == "polygon":
+        f = shapes.polygon_field(u, pts, x, y)
+    elif kind == "strokes":
+        f = shapes.strokes_field(u, pts, x, y)
+    else:
+        raise ValueError(f"unknown occluder {kind!r}")
+    masks, thr = shapes.threshold(f, ratios)
+    if kind in ("block", "polygon"):
+        paint = _fill_paint(draws, rngs, images, pool, own, order)
+        styles = [d.fill for d in draws]
+    elif kind == "sunglasses":
+        paint = shapes.sunglasses_paint(u, f, thr, is_lens, flag, x, y, pts, h, w)
+    elif kind == "mask":
+        paint = shapes.mask_paint(u, f, thr, top, flag, x, y, pts, h, w)
+    elif kind == "hand":
+        paint, skin = shapes.hand_paint(u, f, thr, images, pts, h, w)
+        styles = np.where(skin, "skin", "glove").tolist()
+    elif kind == "hair":
+        paint = shapes.hair_paint(u, f, thr, flag, h, w)
+    else:  # strokes: one marker colour per image, light grain
+        tone = np.where(u[:, 24] < 0.6, u[:, 25] * 60, 150 + u[:, 25] * 105)
+        paint = tone[:, None, None] + 6 * (y - 0.5)
+        styles = ["marker"] * b
+    paint = np.clip(np.rint(paint), 0, 255).astype(np.uint8)
+    return np.where(masks, paint, images), masks, styles
+
+
+def occlude_batch(images: np.ndarray, rngs: Sequence[np.random.Generator], spec: OcclusionSpec,
+                  pool: np.ndarray | None = None, pool_index: np.ndarray | None = None,
+                  pool_order: np.ndarray | None = None) -> Occlusion:
+    """Occlude N×H×W uint8 ``images``, image ``i`` drawing only from ``rngs[i]``.
+
+    ``pool`` holds the faces that texture fills cut patches from (default: ``images``);
+    ``pool_order`` lists pool positions in a canonical order (e.g. sorted by id; default: as
+    stored) and ``pool_index[i]`` is image ``i``'s rank in it, so it never textures itself.
+    """
+    images = np.asarray(images)
+    n = len(images)
+    if pool is None:
+        pool, pool_index = images, np.arange(n)
+    own = np.full(n, -1) if pool_index is None else np.asarray(pool_index)
+    draws = [_draw(rng, spec) for rng in rngs]
+    out = np.empty_like(images)
+    masks = np.zeros(images.shape, dtype=bool)
+    styles = [""] * n
+    kinds = np.array([d.kind for d in draws])
+    chunk = max(4, _CHUNK_PIXELS // max(1, images.shape[1] * images.shape[2]))
+    for kind in dict.fromkeys(kinds):
+        rows = np.flatnonzero(kinds == kind)
+        for start in range(0, len(rows), chunk):
+            part = rows[start:start + chunk]
+            o, m, s = _render(kind, images[part], [draws[i] for i in part],
+                              [rngs[i] for i in part], spec, pool, own[part], pool_order)
+            out[part], masks[part] = o, m
+            for i, style in zip(part, s, strict=True):
+                styles[i] = style
+    return Occlusion(out, masks, kinds.tolist(), styles,
+                     np.array([d.ratio for d in draws], dtype=np.float64))
+
+
+_STATE: dict = {}
+
+
+def _work(bounds: tuple[int, int]) -> tuple[list[str], list[str], np.ndarray]:
+    """Occlude rows ``lo:hi`` into the shared output arrays; returns the per-row records."""
+    st = _STATE
+    lo, hi = bounds
+    rngs = [item_rng(st["seed"], i, st["purpose"]) for i in st["ids"][lo:hi]]
+    occ = occlude_batch(np.asarray(st["images"][lo:hi]), rngs, st["spec"], pool=st["images"],
+                        pool_index=st["rank"][lo:hi], pool_order=st["order"])
+    st["out"][lo:hi], st["masks"][lo:hi] = occ.images, occ.masks
+    return occ.types, occ.styles, occ.target_ratios
+
+
+def _shared(shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    """An array in anonymous shared memory (forked workers write into it, no pickling)."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    buf = mp.RawArray("b", max(1, size))
+    return np.frombuffer(buf, dtype=dtype, count=int(np.prod(shape))).reshape(shape)
+
+
+def resolve_workers(workers: int, n: int) -> int:
+    """0 = automatic: one per available core (at most 2) on large inputs, else 1."""
+    if workers:
+        return workers
+    if n < _PARALLEL_MIN:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(2, cores or 1))
+
+
+def occlude_images(images: np.ndarray, ids: Sequence[str], seed: int, spec: OcclusionSpec,
+                   purpose: str = "occlude", workers: int = 1, chunk: int = 2048) -> Occlusion:
+    """Occlude a whole store: image ``i`` uses ``item_rng(seed, ids[i], purpose)``.
+
+    Each image's result is the same for any ``workers``, ``chunk`` or order of the store
+    (texture patches come from the whole of ``images``, chosen by id rank). Workers are forked
+    processes, each handling contiguous chunks and writing into shared output arrays.
+    """
+    n = len(images)
+    bounds = [(lo, min(n, lo + chunk)) for lo in range(0, n, chunk)]
+    ids = [str(i) for i in ids]
+    order = np.argsort(np.asarray(ids, dtype=object), kind="stable") if n else np.zeros(0, int)
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    parallel = workers > 1 and len(bounds) > 1 and "fork" in mp.get_all_start_methods()
+    make = _shared if parallel else np.empty
+    _STATE.update(images=images, ids=ids, seed=seed, spec=spec, purpose=purpose, order=order,
+                  rank=rank, out=make(images.shape, np.uint8), masks=make(images.shape, bool))
+    try:
+        if parallel:
+            with mp.get_context("fork").Pool(workers) as p:
+                parts = p.map(_work, bounds)
+        else:
+            parts = [_work(b) for b in bounds]
+        out, masks = np.array(_STATE["out"]), np.array(_STATE["masks"])
+    finally:
+        _STATE.clear()
+    return Occlusion(out, masks, [t for p in parts for t in p[0]],
+                     [s for p in parts for s in p[1]],
+                     np.concatenate([p[2] for p in parts]) if parts else np.zeros(0))
+
+
+class OcclusionAugment:
+    """The stage's occluders as a training-time augmentation (fresh occlusions every epoch).
+
+    ``aug(image, rng)`` occludes one H×W uint8 face; ``aug.batch(images, indices, epoch)``
+    occludes a batch, each image with probability ``p``, image ``indices[i]`` drawing from
+    ``item_rng(seed, f"{indices[i]}@{epoch}", "augment")`` so that an epoch is reproducible and
+    differs from the last. ``pool`` (e.g. the training images) supplies texture patches; by
+    default the batch itself does.
+    """
+
+    def __init__(self, cfg, seed: int, p: float = 1.0,  # noqa: ANN001 - OcclusionCfg or Spec
+                 pool: np.ndarray | None = None) -> None:
+        self.spec = cfg if isinstance(cfg, OcclusionSpec) else OcclusionSpec.from_cfg(cfg)
+        self.seed, self.p, self.pool = seed, p, pool
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return occlude_batch(np.asarray(image)[None], [rng], self.spec, pool=self.pool).images[0]
+
+    def batch(self, images: np.ndarray, indices: Sequence[int], epoch: int = 0,
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """(images, masks): occluded copies of the chosen rows, the others unchanged."""
+        images = np.asarray(images)
+        rngs = [item_rng(self.seed, f"{int(i)}@{epoch}", "augment") for i in indices]
+        chosen = np.array([r.random() < self.p for r in rngs], dtype=bool)
+        out, masks = images.copy(), np.zeros(images.shape, dtype=bool)
+        if chosen.any():
+            rows = np.flatnonzero(chosen)
+            pool, own = (self.pool, np.asarray(indices)[rows]) if self.pool is not None else (
+                images, rows)
+            occ = occlude_batch(images[rows], [rngs[i] for i in rows], self.spec, pool=pool,
+                                pool_index=own)
+            out[rows], masks[rows] = occ.images, occ.masks
+        return out, masks

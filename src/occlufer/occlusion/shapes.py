@@ -1,0 +1,389 @@
+"""Level fields and paint for the geometric occluders, vectorised over a batch of one type.
+
+Every function takes ``u`` (B×K uniforms, one row per image, drawn from the image's own
+generator) and the per-image landmarks, and returns a field ``f`` (B×H×W, low = covered first).
+:func:`threshold` turns fields into masks of exactly ``round(ratio·H·W)`` pixels; the painters
+then colour the covered pixels, using ``f`` relative to the threshold for edges and shading.
+
+Columns of ``u``: 0-2 landmark jitter (see :func:`landmarks`), 3.. type-specific.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from occlufer.occlusion import textures
+
+BIG = 1e6  # "never covered first" (finite, so ranks stay well defined)
+N_UNIFORMS = 40
+_ANGLES = 256  # radial profile resolution
+
+
+@dataclass(frozen=True)
+class Landmarks:
+    """Canonical points of an aligned crop, fractions of the side (see ``LandmarksCfg``)."""
+
+    left_eye: tuple[float, float] = (0.32, 0.38)
+    right_eye: tuple[float, float] = (0.68, 0.38)
+    nose: tuple[float, float] = (0.5, 0.57)
+    mouth: tuple[float, float] = (0.5, 0.75)
+    brows: float = 0.29
+    face_width: float = 0.74
+    jitter: float = 0.03
+
+
+@dataclass
+class Points:
+    """Per-image landmarks after jitter: each attribute is a B×1×1 array."""
+
+    lex: np.ndarray
+    rex: np.ndarray
+    ey: np.ndarray
+    nx: np.ndarray
+    ny: np.ndarray
+    mx: np.ndarray
+    my: np.ndarray
+    by: np.ndarray
+    fw: np.ndarray
+
+
+def landmarks(lm: Landmarks, u: np.ndarray) -> Points:
+    """Shift all points by up to ``jitter`` and scale them about the centre by 1 ± jitter."""
+    j = lm.jitter
+    dx, dy = (j * (2 * u[:, 0] - 1))[:, None, None], (j * (2 * u[:, 1] - 1))[:, None, None]
+    s = (1 + j * (2 * u[:, 2] - 1))[:, None, None]
+
+    def px(v: float) -> np.ndarray:
+        return 0.5 + s * (v - 0.5) + dx
+
+    def py(v: float) -> np.ndarray:
+        return 0.5 + s * (v - 0.5) + dy
+
+    ey = (lm.left_eye[1] + lm.right_eye[1]) / 2
+    pts = [px(lm.left_eye[0]), px(lm.right_eye[0]), py(ey), px(lm.nose[0]), py(lm.nose[1]),
+           px(lm.mouth[0]), py(lm.mouth[1]), py(lm.brows), s * lm.face_width]
+    return Points(*(p.astype(np.float32) for p in pts))
+
+
+@lru_cache(maxsize=8)
+def grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel centres as fractions of the side (1×H×W float32 x and y).
+
+    Fields are float32: twice as fast as float64 on these cache-sized batches.
+    """
+    y, x = np.mgrid[0:h, 0:w]
+    return ((x[None] + 0.5) / w).astype(np.float32), ((y[None] + 0.5) / h).astype(np.float32)
+
+
+def threshold(f: np.ndarray, ratios: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of the ``round(ratio·H·W)`` lowest pixels of each field, and each threshold.
+
+    Ranking is in float64 with a tie-break of 1e-10 per pixel index, so pixels with equal
+    field values are taken in index order and every mask has exactly k pixels.
+    """
+    b, h, w = f.shape
+    flat = (f.astype(np.float64) + _tie(h, w)).reshape(b, -1)
+    k = np.clip(np.rint(np.asarray(ratios) * h * w).astype(np.int64), 0, h * w)
+    kk = np.maximum(k - 1, 0)
+    if b and (k == k[0]).all():  # one ratio for the batch: a partition is enough
+        ordered = np.partition(flat, int(kk[0]), axis=1)
+    else:
+        ordered = np.sort(flat, axis=1)
+    thr = np.where(k > 0, ordered[np.arange(b), kk], flat.min(axis=1) - 1.0)
+    return (flat <= thr[:, None]).reshape(b, h, w), thr
+
+
+@lru_cache(maxsize=8)
+def _tie(h: int, w: int) -> np.ndarray:
+    return (np.arange(h * w, dtype=np.float64) * 1e-10).reshape(1, h, w)
+
+
+def _c(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x)
+    return (x if x.dtype == bool else x.astype(np.float32))[:, None, None]
+
+
+def _lerp(a: float, b: float, t: np.ndarray) -> np.ndarray:
+    return a + (b - a) * t
+
+
+def _rotate(x: np.ndarray, y: np.ndarray, angle: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    c, s = np.cos(angle), np.sin(angle)
+    return c * x + s * y, -s * x + c * y
+
+
+def _gauge(x: np.ndarray, y: np.ndarray, profiles: np.ndarray) -> np.ndarray:
+    """``r / R(θ)`` for radial profiles ``R`` (B×A): the star-shaped set's own scale."""
+    r = np.hypot(x, y)
+    idx = (np.arctan2(y, x) * np.float32(_ANGLES / (2 * np.pi))).astype(np.int32) % _ANGLES
+    return r / np.take_along_axis(profiles, idx.reshape(len(profiles), -1), axis=1).reshape(
+        r.shape)
+
+
+# --- block -------------------------------------------------------------------------------------
+
+def block_field(u: np.ndarray, pts: Points, x: np.ndarray, y: np.ndarray,
+                aspect: tuple[float, float]) -> np.ndarray:
+    """A rectangle of log-uniform aspect (width/height) grown about a random centre."""
+    cx, cy = _c(_lerp(0.15, 0.85, u[:, 3])), _c(_lerp(0.15, 0.85, u[:, 4]))
+    a = _c(np.exp(_lerp(math.log(aspect[0]), math.log(aspect[1]), u[:, 5])))
+    return np.maximum(np.abs(x - cx) / np.sqrt(a), np.abs(y - cy) * np.sqrt(a))
+
+
+# --- sunglasses / eye band ---------------------------------------------------------------------
+
+def sunglasses_field(u: np.ndarray, pts: Points, x: np.ndarray, y: np.ndarray,
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two superellipse lenses on the eyes with a bridge and temples (u3 < 0.75), else a band.
+
+    Returns the field, which pixels belong to a lens (vs. frame parts) and the style flag.
+    """
+    shades = u[:, 3] < 0.75
+    xm = (pts.lex + pts.rex) / 2
+    half = (pts.rex - pts.lex) / 2
+    tilt = _c((u[:, 4] - 0.5) * 0.12)
+    dx, dy = _rotate(x - xm, y - pts.ey - 0.01, tilt)
+    rx = half * _c(_lerp(0.62, 0.82, u[:, 5]))
+    ry = rx * _c(_lerp(0.6, 0.85, u[:, 6]))
+    lx = np.abs(np.abs(dx) - half)  # distance to the nearer lens centre, in x
+    a2, b2 = np.square(lx / rx), np.square(dy / ry)
+    square = _c(u[:, 7] < 0.5)  # rounded-square lenses (superellipse, exponent 4) or ellipses
+    lens = np.where(square, np.sqrt(np.sqrt(a2 * a2 + b2 * b2)), np.sqrt(a2 + b2))
+    bridge = np.maximum(np.abs(dx) / half, np.abs(dy + 0.35 * ry) / (0.16 * ry))
+    temple = np.where(np.abs(dx) > half, np.abs(dy + 0.25 * ry) / (0.14 * ry), BIG)
+    glasses = np.minimum(lens, np.minimum(bridge, temple))
+    # eye band: a slightly tilted strip with a gentle wave at its edges
+    wave = 0.008 * np.sin(2 * np.pi * (x * _c(_lerp(1.0, 2.5, u[:, 8])) + _c(u[:, 9])))
+    band = np.abs(dy) + wave
+    f = np.where(_c(shades), glasses, band)
+    return f, (lens <= glasses) & _c(shades), shades
+
+
+def sunglasses_paint(u: np.ndarray, f: np.ndarray, thr: np.ndarray, is_lens: np.ndarray,
+                     shades: np.ndarray, x: np.ndarray, y: np.ndarray, pts: Points,
+                     h: int, w: int) -> np.ndarray:
+    rel = f / _c(np.maximum(thr, 1e-9))  # 0 at the centre, 1 at the edge
+    tint = _c(_lerp(12, 70, u[:, 10] ** 1.5))
+    frame = _c(_lerp(5, 45, u[:, 11]))
+    # lens: darker at the top, lighter below, with a diagonal glare streak
+    grad = (y - pts.ey) * 220 * _c(_lerp(0.3, 1.0, u[:, 12]))
+    streak = np.abs((x - pts.lex) + (y - pts.ey) - 0.05 * _c(u[:, 13])) % 0.36
+    glare = np.where((streak < 0.025) & (rel < 0.75), _c(_lerp(25, 70, u[:, 14])), 0.0)
+    lens = tint + grad + glare
+    glasses = np.where(is_lens & (rel < _c(_lerp(0.78, 0.9, u[:, 15]))), lens, frame)
+    tone = _c(np.where(u[:, 16] < 0.6, _lerp(10, 60, u[:, 17]), _lerp(60, 220, u[:, 17])))
+    band = tone + 10 * np.stack([textures.tile("fabric", h, w, *u[i, 18:21])
+                                 for i in range(len(u))])
+    return np.where(_c(shades), glasses, band)
+
+
+# --- mask / scarf ------------------------------------------------------------------------------
+
+def mask_field(u: np.ndarray, pts: Points, x: np.ndarray, y: np.ndarray,
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Surgical mask (u3 < 0.6): curved top over the nose bridge; scarf: wavy, full width.
+
+    Returns the field, the top edge ``top(x)`` and the style flag (True = surgical).
+    """
+    surgical = u[:, 3] < 0.6
+    cx = pts.nx + _c((u[:, 4] - 0.5) * 0.04)
+    dxn = x - cx
+    top_s = (pts.ny + 0.02 + _c(_lerp(0.5, 1.1, u[:, 5])) * dxn**2
+             - 0.03 * np.exp(-((dxn / 0.09) ** 2)))
+    side_s = 3.0 * (np.abs(dxn) - pts.fw * 0.5 * _c(_lerp(0.8, 0.95, u[:, 6])))
+    side_s = np.maximum(side_s, 1.5 * (np.hypot(dxn, 1.5 * (y - pts.my)) - 0.33))  # round chin
+    wave = 0.015 * np.sin(2 * np.pi * (x * _c(_lerp(1.0, 2.0, u[:, 7])) + _c(u[:, 8])))
+    top_c = pts.ny + 0.04 + _c((u[:, 9] - 0.5) * 0.12) * dxn + wave
+    side_c = 0.4 * (np.abs(dxn) - 0.5)
+    top = np.where(_c(surgical), top_s, top_c)
+    f = np.maximum(top - y, np.where(_c(surgical), side_s, side_c))
+    return f, top, surgical
+
+
+def mask_paint(u: np.ndarray, f: np.ndarray, thr: np.ndarray, top: np.ndarray,
+               surgical: np.ndarray, x: np.ndarray, y: np.ndarray, pts: Points,
+               h: int, w: int) -> np.ndarray:
+    depth = y - (top - _c(thr))  # distance below the top edge
+    light = u[:, 10] < 0.75
+    tone_s = _c(np.where(light, _lerp(165, 245, u[:, 11]), _lerp(25, 80, u[:, 11])))
+    shade = 1 - 0.3 * ((x - pts.nx) / (0.5 * pts.fw)) ** 2
+    pleat = np.mod(depth, _c(_lerp(0.075, 0.1, u[:, 12])))
+    pleats = np.where((pleat < 0.016) & (depth > 0.04), -22.0, 0.0)
+    edge = np.where(depth < 0.018, -15.0, 0.0)
+    surgical_paint = tone_s * shade + pleats + edge
+    kinds = ("knit", "stripes", "fabric")
+    kind = [kinds[min(int(v * 3), 2)] for v in u[:, 13]]
+    tex = np.stack([textures.tile(kind[i], h, w, *u[i, 14:17]) for i in range(len(u))])
+    tone_c = _c(_lerp(30, 220, u[:, 17]))
+    amp = _c(_lerp(12, 35, u[:, 18]))
+    scarf_paint = tone_c + amp * tex + np.where(depth < 0.02, -18.0, 0.0)
+    return np.where(_c(surgical), surgical_paint, scarf_paint)
+
+
+# --- hand --------------------------------------------------------------------------------------
+
+@lru_cache(maxsize=1)
+def hand_profiles() -> np.ndarray:
+    """Radial profiles of a few hand silhouettes (fingers up, palm at the origin, wrist below).
+
+    Eight variants: fingers together or spread, thumb left or right, long or short fingers.
+    """
+    theta = (np.arange(_ANGLES) + 0.5) * 2 * np.pi / _ANGLES  # y down: -pi/2 is "up"
+    out = []
+    for spread in (0.19, 0.26):
+        for side in (-1, 1):
+            for length in (0.9, 1.1):
+                palm = 1 / np.sqrt((np.cos(theta) / 0.48) ** 2 + (np.sin(theta) / 0.55) ** 2)
+                r = palm.copy()
+                for k, rel_len in enumerate((0.88, 1.0, 0.96, 0.78)):
+                    centre = -np.pi / 2 + (k - 1.5) * spread
+                    d = np.angle(np.exp(1j * (theta - centre)))
+                    half = 0.1 / (length * rel_len)  # finger half-width as an angle
+                    tip = length * rel_len * 1.4 * np.clip(1 - (d / half) ** 2, 0, 1) ** 0.25
+                    r = np.maximum(r, np.where(np.abs(d) < half, np.maximum(tip, palm), 0))
+                thumb = -np.pi / 2 + side * 1.15
+                d = np.angle(np.exp(1j * (theta - thumb)))
+                r = np.maximum(r, np.where(np.abs(d) < 0.2,
+                                           1.0 * np.sqrt(np.clip(1 - (d / 0.2) ** 2, 0, 1)), 0))
+                wrist = np.angle(np.exp(1j * (theta - np.pi / 2)))
+                r = np.maximum(r, np.where(np.abs(wrist) < 0.42, 3.0, 0))  # forearm to the edge
+                out.append(r)
+    return np.stack(out).astype(np.float32)
+
+
+def hand_field(u: np.ndarray, pts: Points, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """A hand over the mouth, nose, an eye or a cheek, coming from below or from a side."""
+    where = u[:, 3]
+    ax = np.select([where < 0.4, where < 0.55, where < 0.7, where < 0.85],
+                   [pts.mx[:, 0, 0], pts.nx[:, 0, 0], pts.lex[:, 0, 0], pts.rex[:, 0, 0]],
+                   pts.nx[:, 0, 0] + np.where(u[:, 4] < 0.5, -1, 1) * 0.22)
+    ay = np.select([where < 0.4, where < 0.55, where < 0.85],
+                   [pts.my[:, 0, 0], pts.ny[:, 0, 0], pts.ey[:, 0, 0]], pts.ny[:, 0, 0] + 0.06)
+    cx = _c(ax + (u[:, 5] - 0.5) * 0.08)
+    cy = _c(ay + (u[:, 6] - 0.5) * 0.08 + 0.04)
+    from_side = u[:, 7] < 0.25
+    angle = np.where(from_side, np.where(u[:, 8] < 0.5, -1, 1) * np.pi / 2, 0.0)
+    angle = _c(angle + (u[:, 9] - 0.5) * 0.9)
+    lx, ly = _rotate(x - cx, y - cy, angle)
+    stretch = _c(_lerp(0.85, 1.15, u[:, 10]))
+    variant = np.minimum((u[:, 11] * 8).astype(int), 7)
+    return _gauge(lx * stretch, ly / stretch, hand_profiles()[variant])
+
+
+def hand_paint(u: np.ndarray, f: np.ndarray, thr: np.ndarray, images: np.ndarray,
+               pts: Points, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Skin (a tone near the face's own cheeks, lit from the centre) or a gloved texture."""
+    rel = f / _c(np.maximum(thr, 1e-9))
+    cheeks = images[:, int(0.55 * h):int(0.7 * h), int(0.2 * w):int(0.8 * w)]
+    own = np.median(cheeks.reshape(len(images), -1), axis=1)
+    skin = u[:, 12] < 0.75
+    tone = np.where(u[:, 13] < 0.7, own + (u[:, 14] - 0.5) * 40, _lerp(70, 210, u[:, 14]))
+    tone = _c(np.clip(tone, 45, 225))
+    mottle = np.stack([textures.tile("mottle", h, w, *u[i, 15:18]) for i in range(len(u))])
+    skin_paint = tone * (1.12 - 0.3 * rel**2) + 6 * mottle + np.where(rel > 0.93, -25.0, 0.0)
+    kinds = ("knit", "fabric", "stripes")
+    tex = np.stack([textures.tile(kinds[min(int(u[i, 18] * 3), 2)], h, w, *u[i, 19:22])
+                    for i in range(len(u))])
+    glove = _c(_lerp(20, 230, u[:, 22])) + _c(_lerp(10, 30, u[:, 23])) * tex - 20 * rel**2
+    return np.where(_c(skin), skin_paint, glove), skin
+
+
+# --- hair / hat --------------------------------------------------------------------------------
+
+def hair_field(u: np.ndarray, pts: Points, x: np.ndarray, y: np.ndarray,
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """A fringe with strands and longer sides (u3 < 0.65), else a hat with a brim."""
+    hair = u[:, 3] < 0.65
+    side = np.abs(2 * (x - pts.nx))
+    n = _c(_lerp(5, 11, u[:, 4]))
+    scallop = 0.05 * np.abs(np.sin(np.pi * (x * n + _c(u[:, 5])))) ** 0.7
+    part = _c((u[:, 6] - 0.5) * 0.06) * (x - 0.5)
+    edge_h = (pts.by - 0.04 + _c(_lerp(0.2, 0.6, u[:, 7])) * side**3 + scallop + part)
+    edge_t = (pts.by - 0.03 + _c(_lerp(-0.06, 0.06, u[:, 8])) * (x - 0.5)
+              + _c(_lerp(0.0, 0.15, u[:, 9])) * (x - 0.5) ** 2)
+    return y - np.where(_c(hair), edge_h, edge_t), hair
+
+
+def hair_paint(u: np.ndarray, f: np.ndarray, thr: np.ndarray, hair: np.ndarray,
+               h: int, w: int) -> np.ndarray:
+    depth = _c(thr) - f  # distance above the lower edge
+    dark = u[:, 10] < 0.7
+    tone_h = _c(np.where(dark, _lerp(10, 70, u[:, 11]), _lerp(90, 200, u[:, 11])))
+    strands = np.stack([textures.tile("strands", h, w, *u[i, 12:15]) for i in range(len(u))])
+    hair_paint = tone_h + _c(_lerp(18, 35, u[:, 15])) * strands + np.where(depth < 0.02, -8.0, 0)
+    tone_t = _c(_lerp(15, 235, u[:, 16]))
+    fabric = np.stack([textures.tile("fabric", h, w, *u[i, 17:20]) for i in range(len(u))])
+    brim = np.where(depth < _c(_lerp(0.05, 0.09, u[:, 20])), _c(_lerp(-45, 30, u[:, 21])), 0.0)
+    hat_paint = tone_t + 7 * fabric + brim + np.where(depth < 0.012, -25.0, 0.0)
+    return np.where(_c(hair), hair_paint, hat_paint)
+
+
+# --- polygon -----------------------------------------------------------------------------------
+
+@lru_cache(maxsize=1)
+def polygon_profiles(count: int = 512) -> np.ndarray:
+    """Radial profiles of ``count`` random star-shaped polygons (3-8 vertices), drawn once."""
+    rng = np.random.default_rng(7)
+    theta = (np.arange(_ANGLES) + 0.5) * 2 * np.pi / _ANGLES
+    profiles = np.empty((count, _ANGLES))
+    for i in range(count):
+        n = int(rng.integers(3, 9))
+        ang = np.sort(rng.random(n)) * 2 * np.pi
+        rad = _lerp(0.45, 1.0, rng.random(n))
+        # straight edges between consecutive vertices, in polar form
+        a0, r0 = ang, rad
+        a1, r1 = np.roll(ang, -1), np.roll(rad, -1)
+        a1 = np.where(a1 <= a0, a1 + 2 * np.pi, a1)
+        t = np.mod(theta[None, :] - a0[:, None], 2 * np.pi)
+        span = (a1 - a0)[:, None]
+        inside = t <= span
+        p0 = np.stack([r0 * np.cos(a0), r0 * np.sin(a0)], 1)
+        p1 = np.stack([r1 * np.cos(a1), r1 * np.sin(a1)], 1)
+        d = p1 - p0
+        dirx, diry = np.cos(theta)[None], np.sin(theta)[None]
+        den = dirx * d[:, 1:2] - diry * d[:, 0:1]
+        num = p0[:, 0:1] * d[:, 1:2] - p0[:, 1:2] * d[:, 0:1]
+        r = np.where(inside & (np.abs(den) > 1e-12), num / np.where(den == 0, 1, den), np.inf)
+        profiles[i] = np.min(np.where(r > 0, r, np.inf), axis=0)
+    return np.where(np.isfinite(profiles), profiles, 0.45).astype(np.float32)
+
+
+def polygon_field(u: np.ndarray, pts: Points, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """A random star-shaped polygon (3-8 vertices, from a bank) about a random centre."""
+    bank = polygon_profiles()
+    profiles = bank[np.minimum((u[:, 3] * len(bank)).astype(int), len(bank) - 1)]
+    stretch = _c(_lerp(0.7, 1.4, u[:, 4]))
+    cx, cy = _c(_lerp(0.2, 0.8, u[:, 20])), _c(_lerp(0.2, 0.8, u[:, 21]))
+    lx, ly = _rotate(x - cx, y - cy, _c(u[:, 22] * 2 * np.pi))
+    return _gauge(lx * stretch, ly / stretch, profiles)
+
+
+# --- strokes -----------------------------------------------------------------------------------
+
+def strokes_field(u: np.ndarray, pts: Points, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """One to three thick quadratic strokes across the face (distance to their centre lines)."""
+    b = len(u)
+    f = np.full((b, *x.shape[1:]), BIG, dtype=np.float32)
+    n = 2 + (u[:, 3] < 0.5).astype(int)
+    s = np.linspace(0, 1, 7)[:, None]
+    for k in range(int(n.max())):
+        cols = u[:, 4 + 6 * k:10 + 6 * k]
+        p0, p1, p2 = cols[:, 0:2], cols[:, 2:4] * 1.2 - 0.1, cols[:, 4:6]
+        curve = ((1 - s) ** 2)[None] * p0[:, None] + (2 * s * (1 - s))[None] * p1[:, None] \
+            + (s**2)[None] * p2[:, None]  # B×9×2
+        active = _c(n > k)
+        for j in range(6):
+            a, c = curve[:, j], curve[:, j + 1]
+            ax, ay = _c(a[:, 0]), _c(a[:, 1])
+            dx, dy = c[:, 0] - a[:, 0], c[:, 1] - a[:, 1]
+            inv = _c(1.0 / (dx * dx + dy * dy + 1e-12))
+            dx, dy = _c(dx), _c(dy)
+            px, py = x - ax, y - ay
+            t = np.clip((px * dx + py * dy) * inv, 0, 1)
+            d2 = np.square(px - t * dx) + np.square(py - t * dy)  # squared: same ranks
+            f = np.where(active, np.minimum(f, d2), f)
+    return f

@@ -1,0 +1,152 @@
+"""Occluders: realised ratio, determinism, masks, fills, albumentations parameters, augment."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from occlufer.occlusion import (
+    RATIO_CONTROLLED,
+    TYPES,
+    OcclusionAugment,
+    OcclusionSpec,
+    occlude_batch,
+    occlude_images,
+)
+from occlufer.occlusion.dropouts import dropout
+from occlufer.rng import item_rng
+
+SPEC = OcclusionSpec(types=("block",), fills=("gray", "noise", "texture"))
+
+
+def _faces(n: int, size: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = np.linspace(40, 220, size * size).reshape(size, size)
+    return np.clip(base[None] + rng.normal(0, 20, (n, size, size)), 0, 255).astype(np.uint8)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kind=st.sampled_from(RATIO_CONTROLLED), size=st.integers(48, 112),
+       ratio=st.floats(0.05, 0.6), seed=st.integers(0, 2**16))
+def test_realised_ratio_within_two_points(kind: str, size: int, ratio: float, seed: int) -> None:
+    images = _faces(3, size, seed)
+    rngs = [item_rng(seed, f"img-{i}", "occlude") for i in range(3)]
+    occ = occlude_batch(images, rngs, OcclusionSpec((kind,), (1.0,), (ratio, ratio), SPEC.fills))
+    assert np.all(np.abs(occ.fractions - ratio) <= 0.02), (kind, size, ratio, occ.fractions)
+    if kind != "erasing":  # the level-field occluders hit the target to half a pixel
+        assert np.all(np.abs(occ.fractions - ratio) <= 0.5 / size**2 + 1e-12)
+    assert np.array_equal(occ.images[~occ.masks], images[~occ.masks])
+    assert occ.types == [kind] * 3
+
+
+@pytest.mark.parametrize("kind", TYPES)
+def test_each_type_changes_pixels_only_inside_its_mask(kind: str) -> None:
+    images = _faces(12, 48)
+    spec = OcclusionSpec((kind,), (1.0,), (0.2, 0.35), ("gray", "noise", "texture"))
+    occ = occlude_batch(images, [item_rng(1, f"f{i}", "occlude") for i in range(12)], spec)
+    assert occ.images.dtype == np.uint8 and occ.images.shape == images.shape
+    assert np.array_equal(occ.images[~occ.masks], images[~occ.masks])
+    assert (occ.images[occ.masks] != images[occ.masks]).mean() > 0.5  # visibly occluded
+    assert np.all((occ.target_ratios >= 0.2) & (occ.target_ratios <= 0.35))
+    assert np.all(occ.fractions > 0.05)
+    assert all(occ.styles)
+    # shapes vary per image: no two masks identical
+    flat = occ.masks.reshape(12, -1)
+    assert len({m.tobytes() for m in flat}) == 12
+
+
+def test_ratio_range_is_drawn_per_image() -> None:
+    spec = OcclusionSpec(("mask", "hair", "hand"), (1, 1, 1), (0.1, 0.5))
+    images = _faces(200, 48)
+    occ = occlude_batch(images, [item_rng(0, f"f{i}", "occlude") for i in range(200)], spec)
+    assert 0.1 <= occ.target_ratios.min() < 0.15 and 0.45 < occ.target_ratios.max() <= 0.5
+    assert np.all(np.abs(occ.fractions - occ.target_ratios) <= 0.5 / 48**2 + 1e-12)
+    counts = {t: occ.types.count(t) for t in ("mask", "hair", "hand")}
+    assert all(40 < c < 95 for c in counts.values()), counts  # weights 1:1:1
+
+
+def test_weights_steer_the_mixture() -> None:
+    spec = OcclusionSpec(("block", "sunglasses"), (0.9, 0.1), (0.2, 0.2))
+    occ = occlude_batch(_faces(300, 48), [item_rng(0, f"f{i}", "o") for i in range(300)], spec)
+    assert 240 < occ.types.count("block") < 295
+
+
+def test_byte_identical_for_any_workers_chunks_and_order() -> None:
+    spec = OcclusionSpec(TYPES[:7], (1,) * 7, (0.1, 0.4), ("gray", "noise", "texture"))
+    images = _faces(300, 48, seed=3)
+    ids = [f"syn-{i:06d}" for i in range(300)]
+    one = occlude_images(images, ids, 7, spec, workers=1, chunk=1000)
+    two = occlude_images(images, ids, 7, spec, workers=2, chunk=64)
+    assert one.images.tobytes() == two.images.tobytes()
+    assert one.masks.tobytes() == two.masks.tobytes()
+    assert one.types == two.types and one.styles == two.styles
+    perm = np.random.default_rng(0).permutation(300)
+    shuffled = occlude_images(images[perm], [ids[i] for i in perm], 7, spec, workers=2, chunk=50)
+    assert shuffled.images.tobytes() == one.images[perm].tobytes()
+    assert shuffled.masks.tobytes() == one.masks[perm].tobytes()
+    other = occlude_images(images, ids, 8, spec)
+    assert other.masks.tobytes() != one.masks.tobytes()
+
+
+def test_texture_fill_is_a_patch_of_another_face() -> None:
+    n = 40
+    images = np.repeat(np.arange(10, 10 + 5 * n, 5, dtype=np.uint8), 48 * 48).reshape(n, 48, 48)
+    spec = OcclusionSpec(("block",), (1.0,), (0.3, 0.3), ("texture",))
+    occ = occlude_images(images, [f"f{i}" for i in range(n)], 0, spec)
+    sources = set()
+    for i in range(n):
+        values = np.unique(occ.images[i][occ.masks[i]])
+        assert len(values) == 1 and values[0] != images[i, 0, 0]  # one other (flat) face
+        sources.add(int(values[0]))
+    assert len(sources) > n // 3
+    assert set(occ.styles) == {"texture"}
+
+
+def test_albumentations_parameters_take_effect() -> None:
+    image = np.full((64, 64), 128, np.uint8)
+    small = [dropout("coarse_dropout", item_rng(0, str(i), "o"), image, 0.05, "gray")[1].mean()
+             for i in range(20)]
+    large = [dropout("coarse_dropout", item_rng(0, str(i), "o"), image, 0.5, "gray")[1].mean()
+             for i in range(20)]
+    assert np.mean(small) < 0.08 and 0.3 < np.mean(large) < 0.6
+    for ratio in (0.1, 0.3, 0.5):
+        grid = [dropout("grid_dropout", item_rng(0, str(i), "o"), image, ratio, "gray")[1].mean()
+                for i in range(20)]
+        assert abs(np.mean(grid) - ratio) < 0.08, (ratio, np.mean(grid))
+    out, mask = dropout("erasing", item_rng(0, "x", "o"), image, 0.3, "noise")
+    assert abs(mask.mean() - 0.3) < 0.02
+    assert len(np.unique(out[mask])) > 50  # fill="random": noise, not a solid value
+    out, mask = dropout("erasing", item_rng(0, "x", "o"), image, 0.3, "gray")
+    assert len(np.unique(out[mask])) == 1
+    again = dropout("erasing", item_rng(0, "x", "o"), image, 0.3, "gray")
+    assert np.array_equal(again[0], out) and np.array_equal(again[1], mask)
+
+
+def test_augment_draws_fresh_reproducible_occlusions_per_epoch() -> None:
+    spec = OcclusionSpec(("block", "mask", "sunglasses"), (1, 1, 1), (0.2, 0.3))
+    aug = OcclusionAugment(spec, seed=0, p=0.5)
+    images = _faces(64, 48)
+    idx = np.arange(100, 164)
+    a, ma = aug.batch(images, idx, epoch=0)
+    b, mb = aug.batch(images, idx, epoch=0)
+    c, mc = aug.batch(images, idx, epoch=1)
+    assert np.array_equal(a, b) and np.array_equal(ma, mb)
+    assert not np.array_equal(ma, mc)
+    hit = ma.reshape(64, -1).any(axis=1)
+    assert 16 < hit.sum() < 48  # p = 0.5
+    assert np.array_equal(a[~hit], images[~hit])
+    assert np.array_equal(a[~ma], images[~ma])
+    one = aug(images[0], np.random.default_rng(1))
+    assert one.shape == (48, 48) and one.dtype == np.uint8 and not np.array_equal(one, images[0])
+
+
+def test_spec_from_config(make_params) -> None:
+    p = make_params("occlusion=block", "occlusion.ratio=[0.1,0.3]")
+    spec = OcclusionSpec.from_cfg(p.occlusion)
+    assert spec.types == ("block",) and spec.ratio == (0.1, 0.3)
+    p = make_params("occlusion.types.block=0", "occlusion.types.hair=2")
+    spec = OcclusionSpec.from_cfg(p.occlusion)
+    assert "block" not in spec.types
+    assert dict(zip(spec.types, spec.weights, strict=True))["hair"] == 2.0
