@@ -74,6 +74,9 @@ def test_repro_writes_metrics_plots_and_mlflow_run(repo: Path) -> None:
     assert run.data.params["acquire.source"] == "synthetic"
     assert run.data.metrics["val/acc"] == pytest.approx(metrics["val/acc"])
     assert "train/loss" in run.data.metrics
+    summary = json.loads((repo / "data/acquired/summary.json").read_text())
+    for key in ("read", "kept", "rejected"):
+        assert run.data.metrics[f"acquire/{key}"] == summary[key]
     models = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id],
                                          output_format="list")
     assert [m.source_run_id for m in models] == [run.info.run_id]

@@ -6,6 +6,7 @@ optimizer), ``history.csv`` (one row per epoch, DVC plots) and ``mlflow_run.json
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,8 @@ SRC = Path("data/split")
 OUT = Path("models")
 #: data files logged to the run, so the MLflow UI shows what the model was trained on
 DATA_ARTIFACTS = (Path("data/occluded/preview.png"), SRC / "summary.csv")
+#: acquire's counts, logged as ``acquire/read``, ``acquire/kept``, ``acquire/rejected``
+ACQUIRE_SUMMARY = Path("data/acquired/summary.json")
 
 
 def label_codes(manifest: pd.DataFrame) -> np.ndarray:
@@ -32,7 +35,8 @@ def label_codes(manifest: pd.DataFrame) -> np.ndarray:
 
 
 def train(params: Params, src: Path = SRC, out: Path = OUT,
-          artifacts: tuple[Path, ...] = DATA_ARTIFACTS) -> list[EpochStats]:
+          artifacts: tuple[Path, ...] = DATA_ARTIFACTS,
+          acquire_summary: Path = ACQUIRE_SUMMARY) -> list[EpochStats]:
     """Train, log to MLflow, and write the model folder; returns the per-epoch history."""
     cfg = params.train
     train_store, val_store = read_store(src / "train"), read_store(src / "val")
@@ -58,6 +62,9 @@ def train(params: Params, src: Path = SRC, out: Path = OUT,
         for path in artifacts:
             if path.is_file():
                 tracking.log_artifact(path, "data")
+        if acquire_summary.is_file():
+            counts = json.loads(acquire_summary.read_text(encoding="utf-8"))
+            tracking.log_metrics({f"acquire/{k}": counts[k] for k in ("read", "kept", "rejected")})
         history = fit(model, train_store.images, label_codes(train_store.manifest),
                       val_store.images, label_codes(val_store.manifest),
                       val_store.manifest["occluded"].to_numpy(dtype=bool),
