@@ -26,9 +26,7 @@ def _weights_hash(path: Path) -> str:
 @pytest.fixture
 def trained(tmp_path: Path, split_dir: Path, make_params, tracking_store) -> tuple:
     params = make_params("train.epochs=2", "train.log_model=false")
-    history = train(params, split_dir, tmp_path / "models",
-                    artifacts=(split_dir.parent / "occluded" / "preview.png",
-                               split_dir / "summary.csv"))
+    history = train(params, split_dir, tmp_path / "models")
     return params, history, tmp_path / "models"
 
 
@@ -54,6 +52,8 @@ def test_train_writes_model_history_and_mlflow_run(trained, tracking_store) -> N
     assert "git.commit" in run.data.tags or "mlflow.source.git.commit" in run.data.tags
     logged = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id, "data")}
     assert {"data/preview.png", "data/summary.csv"} <= logged
+    n = params.acquire.n_per_class * len(params.acquire.classes)
+    assert run.data.metrics["acquire/read"] == n and run.data.metrics["acquire/rejected"] == 0
 
 
 def test_training_is_deterministic_on_cpu(tmp_path: Path, split_dir: Path, make_params,

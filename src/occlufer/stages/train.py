@@ -23,10 +23,6 @@ from occlufer.training import EpochStats, fit, resolve_device
 
 SRC = Path("data/split")
 OUT = Path("models")
-#: data files logged to the run, so the MLflow UI shows what the model was trained on
-DATA_ARTIFACTS = (Path("data/occluded/preview.png"), SRC / "summary.csv")
-#: acquire's counts, logged as ``acquire/read``, ``acquire/kept``, ``acquire/rejected``
-ACQUIRE_SUMMARY = Path("data/acquired/summary.json")
 
 
 def label_codes(manifest: pd.DataFrame) -> np.ndarray:
@@ -34,10 +30,13 @@ def label_codes(manifest: pd.DataFrame) -> np.ndarray:
     return manifest["label"].cat.codes.to_numpy(dtype=np.int64)
 
 
-def train(params: Params, src: Path = SRC, out: Path = OUT,
-          artifacts: tuple[Path, ...] = DATA_ARTIFACTS,
-          acquire_summary: Path = ACQUIRE_SUMMARY) -> list[EpochStats]:
-    """Train, log to MLflow, and write the model folder; returns the per-epoch history."""
+def train(params: Params, src: Path = SRC, out: Path = OUT) -> list[EpochStats]:
+    """Train, log to MLflow, and write the model folder; returns the per-epoch history.
+
+    Besides ``src`` (``data/split``), the run records what the model was trained on from the
+    sibling stage folders: the occlusion preview and split summary as artifacts, and acquire's
+    counts as ``acquire/read``, ``acquire/kept``, ``acquire/rejected``.
+    """
     cfg = params.train
     train_store, val_store = read_store(src / "train"), read_store(src / "val")
     classes = list(train_store.manifest["label"].cat.categories)
@@ -59,9 +58,10 @@ def train(params: Params, src: Path = SRC, out: Path = OUT,
 
     with tracking.start_run(cfg.mlflow_experiment, params.to_dict()) as run:
         tracking.write_run_ref(run, out)
-        for path in artifacts:
+        for path in (src.parent / "occluded" / "preview.png", src / "summary.csv"):
             if path.is_file():
                 tracking.log_artifact(path, "data")
+        acquire_summary = src.parent / "acquired" / "summary.json"
         if acquire_summary.is_file():
             counts = json.loads(acquire_summary.read_text(encoding="utf-8"))
             tracking.log_metrics({f"acquire/{k}": counts[k] for k in ("read", "kept", "rejected")})
