@@ -58,13 +58,19 @@ def _optimizer(model: nn.Module, cfg: TrainCfg) -> torch.optim.Optimizer:
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int,
-                   device: torch.device) -> np.ndarray:
-    """Logits (N×C float32) for N×H×W uint8 images, in batches, in eval mode."""
+                   device: torch.device, tta_flip: bool = False) -> np.ndarray:
+    """Logits (N×C float32) for N×H×W uint8 images, in batches, in eval mode.
+
+    ``tta_flip`` averages the logits of each face and its mirror image (test-time flip).
+    """
     model.eval()
     out = []
     for start in range(0, len(images), batch_size):
         x = to_input(images[start:start + batch_size]).to(device)
-        out.append(model(x).float().cpu().numpy())
+        logits = model(x).float()
+        if tta_flip:
+            logits = (logits + model(torch.flip(x, dims=[3])).float()) / 2
+        out.append(logits.cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 
 
