@@ -128,9 +128,22 @@ def run_tags() -> dict[str, str]:
 
 @contextmanager
 def start_run(experiment: str, params: Mapping[str, Any], run_name: str | None = None,
-              ) -> Iterator[Any]:
-    """Open the pipeline's MLflow run: experiment, flattened params and tags."""
+              run_id: str | None = None) -> Iterator[Any]:
+    """Open the pipeline's MLflow run: experiment, flattened params and tags.
+
+    ``run_id`` re-opens that run instead (training resumed from a checkpoint) when the store
+    still has it; otherwise a new run is started.
+    """
     mlflow = _mlflow()
+    if run_id is not None:
+        try:
+            mlflow.MlflowClient().get_run(run_id)
+        except Exception:  # noqa: BLE001 - the store was reset or points elsewhere
+            run_id = None
+    if run_id is not None:
+        with mlflow.start_run(run_id=run_id) as run:
+            yield run
+        return
     try:
         _set_experiment(mlflow, experiment)
     except Exception as exc:  # noqa: BLE001 - MLflow raises many types for a bad store
@@ -187,8 +200,12 @@ def log_artifact(path: Path, artifact_path: str | None = None) -> None:
     _mlflow().log_artifact(str(path), artifact_path=artifact_path)
 
 
-def log_torch_model(model: Any, input_example: Any, output_example: Any) -> None:
-    """Log the model with its signature and an input example (no requirement inference)."""
+def log_torch_model(model: Any, input_example: Any, output_example: Any,
+                    registered_model_name: str | None = None) -> None:
+    """Log the model with its signature and an input example (no requirement inference).
+
+    With ``registered_model_name`` it is also registered in the Model Registry (a new version).
+    """
     mlflow = _mlflow()
     import torch
     from mlflow.models import infer_signature
@@ -197,4 +214,5 @@ def log_torch_model(model: Any, input_example: Any, output_example: Any) -> None
         model, name="model", input_example=input_example,
         signature=infer_signature(input_example, output_example),
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+        registered_model_name=registered_model_name,
     )
