@@ -17,7 +17,6 @@ from occlufer import tracking
 from occlufer.config import Params, load_params
 from occlufer.data.store import read_store
 from occlufer.models import build_model, save_model
-from occlufer.preprocess import to_input
 from occlufer.stages import run_stage
 from occlufer.training import EpochStats, fit, resolve_device
 
@@ -74,11 +73,8 @@ def train(params: Params, src: Path = SRC, out: Path = OUT) -> list[EpochStats]:
                    image_size=image_size, dropout=params.model.dropout)
         pd.DataFrame([{"epoch": h.epoch, **h.metrics()} for h in history]).to_csv(
             out / "history.csv", index=False)
-        if cfg.log_model:
-            example = to_input(np.asarray(val_store.images[:2])).numpy()
-            with torch.no_grad():
-                output = model(torch.from_numpy(example)).numpy()
-            tracking.log_torch_model(model, example, output)
+        if cfg.log_model:  # the pyfunc model: preprocessing + classes, servable by MLflow
+            tracking.log_pyfunc_model(out / "model.pt")
         print(f"train: done, MLflow run {run.info.run_id} -> {out}")
     return history
 
