@@ -65,11 +65,10 @@ def analyse(data: bytes, search: FaceSearch) -> Analysed:
             boxes = [tuple(int(round(v * scale)) for v in box) for _, box in found]
             return Analysed(np.stack([c for c, _ in found]), boxes)  # type: ignore[arg-type]
         gray, scale = load_gray_scaled(data, draft_side=size)
-        h, w = gray.shape
+        h, w = (int(round(v * scale)) for v in gray.shape)  # the file's upright size
         side = min(h, w)
-        box = ((w - side) // 2, (h - side) // 2, side, side)
         return Analysed(center_square(gray, size)[None],
-                        [tuple(int(round(v * scale)) for v in box)])  # type: ignore[list-item]
+                        [((w - side) // 2, (h - side) // 2, side, side)])
     except Reject as exc:
         code = str(exc).split(":", 1)[0]
         return Analysed(empty, [], NO_FACE if code == "no_face" else ERROR,
