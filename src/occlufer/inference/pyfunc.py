@@ -38,7 +38,8 @@ class ExpressionModel(mlflow.pyfunc.PythonModel):
 
         self.predictor = torch_predictor(context.artifacts[ARTIFACT], "cpu")
 
-    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201 (see mlflow)
+    def predict(self, context: Any, model_input: pd.DataFrame,
+                params: dict[str, Any] | None = None) -> pd.DataFrame:
         from mlflow.exceptions import MlflowException
         from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
@@ -46,8 +47,10 @@ class ExpressionModel(mlflow.pyfunc.PythonModel):
 
         params = params or {}
         try:
-            return predict_frame(self.predictor, pd.DataFrame(model_input),
-                                 detect=bool(params.get("detect", False)), margin=self.margin,
-                                 min_face=self.min_face)
+            out = predict_frame(self.predictor, pd.DataFrame(model_input),
+                                detect=bool(params.get("detect", False)), margin=self.margin,
+                                min_face=self.min_face)
         except OccluferError as exc:  # a malformed request: HTTP 400, one line
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
+        # rows without a face: null, not NaN (which is not JSON) in the server's answer
+        return out.astype(object).where(out.notna(), None)
