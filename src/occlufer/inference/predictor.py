@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,14 +57,38 @@ def torch_predictor(path: str | Path, device: str = "cpu") -> Predictor:
     dev = resolve_device(device)
     model, meta = load_model(path, map_location="cpu")
     model.to(dev)
+    net = _fast_cpu(model, int(meta["image_size"])) if dev.type == "cpu" else model
 
     def run(batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            logits = model(to_input(batch).to(dev)).float()
-            return torch.softmax(logits, dim=1).cpu().numpy()
+            x = to_input(batch).to(dev)
+            if dev.type == "cpu":
+                x = x.contiguous(memory_format=torch.channels_last)
+            return torch.softmax(net(x).float(), dim=1).cpu().numpy()
 
     return Predictor(run, list(meta["classes"]), int(meta["image_size"]), meta["name"],
                      "torch", str(path))
+
+
+def _fast_cpu(model: Any, size: int) -> Any:
+    """CPU inference: channels-last weights (about 2× on the convolutions), then a TorchScript
+    trace optimised for inference (oneDNN, about 1.4× more) when it gives the same
+    probabilities as the eager model on a test batch (else the eager, channels-last model)."""
+    import warnings
+
+    import torch
+
+    model = model.to(memory_format=torch.channels_last).eval()
+    x = torch.randn(8, 1, size, size).contiguous(memory_format=torch.channels_last)
+    try:
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fast = torch.jit.optimize_for_inference(torch.jit.trace(model, x))
+            ok = all(torch.allclose(torch.softmax(fast(b), 1), torch.softmax(model(b), 1),
+                                    atol=1e-5) for b in (x, x[:1]))
+    except Exception:  # noqa: BLE001 - an architecture TorchScript cannot trace: stay eager
+        return model
+    return fast if ok else model
 
 
 def onnx_predictor(path: str | Path, device: str = "cpu", threads: int = 0) -> Predictor:
