@@ -1,14 +1,14 @@
 """Inference speed of the default model (seed_cnn; untrained weights: speed does not depend on
 them) on the CPU, PyTorch and onnxruntime, and end-to-end ``occlufer predict`` on photos.
 
-    python benchmarks/inference_speed.py [--threads 2] [--photos 1000] [--photo-size 1280x960]
+    python benchmarks/inference_speed.py [--threads 2] [--photos 1000] [--photo-size 640x480]
 
 - batched: faces/s through ``Predictor.predict_proba`` (uint8 faces in, probabilities out,
   preprocessing included) at batch 256, best of 3 passes over 4,096 faces;
 - single face: latency of one ``predict_proba`` call with one face, median and p95 of 300;
 - end to end: ``occlufer predict`` (a subprocess: start-up, decoding, Haar detection on every
   photo, inference, CSV) on a generated folder of JPEG photos, each with one synthetic face
-  (100-300 px) pasted on a noisy gradient background; images/s including start-up.
+  (80-200 px) pasted on a noisy gradient background; images/s including start-up.
 """
 
 from __future__ import annotations
@@ -74,12 +74,12 @@ def make_photos(folder: Path, n: int, width: int, height: int) -> None:
 
     from occlufer.data.synthetic import SyntheticSpec, generate
 
-    faces = generate(SyntheticSpec(n_per_class=20, size=256), 1)[0]  # 140 distinct faces
+    faces = generate(SyntheticSpec(n_per_class=20, size=200), 1)[0]  # 140 distinct faces
     rng = np.random.default_rng(0)
     ramp = np.linspace(40, 200, width, dtype=np.float32)[None, :].repeat(height, 0)
     for i in range(n):
         photo = ramp + rng.normal(0, 12, (height, width)).astype(np.float32)
-        side = int(rng.integers(100, 300))
+        side = int(rng.integers(80, 200))
         face = cv2.resize(faces[i % len(faces)], (side, side), interpolation=cv2.INTER_AREA)
         x, y = int(rng.integers(0, width - side)), int(rng.integers(0, height - side))
         photo[y:y + side, x:x + side] = face
@@ -92,7 +92,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2, help="inference threads (default 2)")
     ap.add_argument("--photos", type=int, default=1000)
-    ap.add_argument("--photo-size", default="1280x960")
+    ap.add_argument("--photo-size", default="640x480")
     args = ap.parse_args()
     import torch
 
