@@ -91,9 +91,10 @@ def test_pyfunc_model_through_mlflow_registry(model_pt: Path, tracking_store: st
     np.testing.assert_allclose(out.loc[[0, 2, 3], list(CLASSES)].to_numpy(float), expected,
                                atol=1e-6)
     assert out.loc[4, "angry"] is None  # null in JSON, not NaN
-    via_uri = load_predictor("models:/fer-test@champion")
-    assert via_uri.classes == list(CLASSES)
-    np.testing.assert_allclose(via_uri.predict_proba(FACES[:3]), expected, atol=1e-6)
+    for uri in ("models:/fer-test@champion", f"runs:/{run.info.run_id}/model"):
+        via_uri = load_predictor(uri)
+        assert via_uri.classes == list(CLASSES) and via_uri.source == uri
+        np.testing.assert_allclose(via_uri.predict_proba(FACES[:3]), expected, atol=1e-6)
     requirements = Path(tracking.download_model(
         "models:/fer-test/1")).joinpath("requirements.txt").read_text()
     assert "torch==" in requirements and "mlflow==" in requirements
