@@ -181,6 +181,7 @@ class TrainCfg:
     mlflow_experiment: str = _opt()
     log_model: bool = _opt()
     registered_model_name: str | None = _opt()  # register the logged model under this name
+    registered_model_alias: str | None = _opt()  # and point this alias at the new version
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,6 @@ from occlufer import tracking
 from occlufer.config import Params, load_params
 from occlufer.data.store import IMAGES, MANIFEST, Store, read_store
 from occlufer.models import build_model, save_model
-from occlufer.preprocess import to_input
 from occlufer.stages import run_stage
 from occlufer.training import (
     EpochStats,
@@ -46,7 +45,7 @@ SRC = Path("data/split")
 OUT = Path("models")
 #: keys of ``train`` that do not change the result (left out of the checkpoint fingerprint)
 _NOT_RESULT = ("workers", "num_threads", "mlflow_experiment", "log_model",
-               "registered_model_name", "rdzv_endpoint")
+               "registered_model_name", "registered_model_alias", "rdzv_endpoint")
 
 
 def label_codes(manifest: pd.DataFrame) -> np.ndarray:
@@ -165,11 +164,9 @@ def train(params: Params, src: Path = SRC, out: Path = OUT) -> list[EpochStats]:
         tracking.log_metrics({"best/epoch": best.epoch, "best/val/acc": best.val_acc,
                               "best/val_occluded/acc": best.val_occluded_acc,
                               "best/val_mixed/acc": best.val_mixed_acc})
-        if cfg.log_model:
-            example = to_input(np.asarray(val_store.images[:2])).numpy()
-            with torch.no_grad():
-                output = model(torch.from_numpy(example)).numpy()
-            tracking.log_torch_model(model, example, output, cfg.registered_model_name)
+        if cfg.log_model:  # the pyfunc model: preprocessing + classes, servable by MLflow
+            tracking.log_pyfunc_model(out / "model.pt", cfg.registered_model_name,
+                                      cfg.registered_model_alias)
         ckpt.unlink(missing_ok=True)
         print(f"train: done, best epoch {best.epoch} ({cfg.monitor} {result.best_score:.4f}), "
               f"MLflow run {run.info.run_id} -> {out}")
