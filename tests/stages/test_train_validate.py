@@ -106,3 +106,16 @@ def test_validate_without_the_run_says_how_to_fix(trained, split_dir: Path, tmp_
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'other.db'}")
     with pytest.raises(OccluferError, match="dvc repro --force train"):
         validate(params, split_dir / "val", models, tmp_path / "reports")
+
+
+def test_train_registers_the_model_under_name_and_alias(tmp_path: Path, split_dir: Path,
+                                                        make_params, tracking_store) -> None:
+    params = make_params("train.epochs=1", "train.registered_model_name=fer-unit",
+                         "train.registered_model_alias=champion")
+    train(params, split_dir, tmp_path / "models")
+    client = mlflow.MlflowClient(tracking_store)
+    version = client.get_model_version_by_alias("fer-unit", "champion")
+    run_id = json.loads((tmp_path / "models/mlflow_run.json").read_text())["run_id"]
+    assert int(version.version) == 1 and version.run_id == run_id
+    loaded = mlflow.pyfunc.load_model("models:/fer-unit@champion")
+    assert loaded.metadata.signature is not None
