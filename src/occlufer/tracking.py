@@ -198,3 +198,15 @@ def log_torch_model(model: Any, input_example: Any, output_example: Any) -> None
         signature=infer_signature(input_example, output_example),
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
     )
+
+
+def download_model(uri: str, dst: Path) -> Path:
+    """Download the artifacts behind an MLflow model URI (``runs:/…``, ``models:/…``)."""
+    mlflow = _mlflow()
+    dst.mkdir(parents=True, exist_ok=True)
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
+    except Exception as exc:  # noqa: BLE001 - MLflow raises many types for a bad URI
+        raise OccluferError(f"{uri}: cannot download from {tracking_uri()}: "
+                            f"{str(exc).splitlines()[0]}; check the URI and "
+                            "MLFLOW_TRACKING_URI") from None
