@@ -321,7 +321,7 @@ def _check_relations(obj: Any, prefix: str, where: str) -> None:
                                   f"image side), got {getattr(obj, name)}")
     if isinstance(obj, ValidateCfg):
         r = obj.robustness_ratios
-        if len(r) < 2 or any(b <= a for a, b in zip(r, r[1:])):
+        if len(r) < 2 or any(b <= a for a, b in zip(r[:-1], r[1:], strict=True)):
             raise ConfigError(f"{where}: `{prefix}.robustness_ratios` must be at least two "
                               f"increasing ratios, got {r}; e.g. [0, 0.1, 0.2, 0.3, 0.4, 0.5]")
     if isinstance(obj, SplitCfg) and obj.val_fraction + obj.test_fraction >= 1.0:
