@@ -168,6 +168,7 @@ def evaluate(model: Any, meta: Mapping[str, Any], data: EvalSet, cfg: ValidateCf
 
     write_json(out / "metrics.json", metrics)
     write_report(out, metrics, classes=classes, curves=curves_table, auc=auc,
-                 config=config or {}, data_source=data.source, model_source=model_source,
-                 seconds=time.perf_counter() - t0)
+                 config=config or {}, data_source=data.source, model_source=model_source)
+    print(f"evaluate: {len(rows)} faces scored, {int(metrics.get('robustness/n', 0))} "
+          f"re-occluded for the robustness curves, in {time.perf_counter() - t0:.1f} s")
     return metrics

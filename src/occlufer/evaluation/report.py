@@ -24,12 +24,11 @@ def _row(metrics: Mapping[str, float], prefix: str, label: str) -> str:
 
 def write_report(out: Path, metrics: Mapping[str, float], *, classes: Sequence[str],
                  curves: pd.DataFrame | None, auc: Mapping[str, float],
-                 config: Mapping[str, Any], data_source: str, model_source: str,
-                 seconds: float) -> Path:
+                 config: Mapping[str, Any], data_source: str, model_source: str) -> Path:
     """Write ``out/report.md`` (images linked relative to it) and return its path."""
     level = config.get("validate", {}).get("ci_level", 0.95) if config else 0.95
     lines = ["# Validation report", "",
-             f"Model: `{model_source}` · data: `{data_source}` · evaluated in {seconds:.1f} s.",
+             f"Model: `{model_source}` · data: `{data_source}`.",
              "", "## Headline", "",
              f"Accuracy with its {level:.0%} bootstrap interval over faces; ECE = expected "
              "calibration error (0 = confidence matches accuracy).", "",
