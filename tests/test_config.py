@@ -177,3 +177,21 @@ def test_number_or_range_and_weights_parse() -> None:
         "coarse_dropout", "grid_dropout", "erasing"}
     assert p.split.strategy == "keep_source"
     assert load_params(ROOT / "params.yaml").split.strategy == "group_stratified"
+
+
+@pytest.mark.parametrize("recipe", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
+def test_every_experiment_recipe_composes_and_validates(recipe: str) -> None:
+    p = parse_params(compose([f"experiment={recipe}"], CONF))
+    if recipe.startswith("fer2013"):
+        assert p.acquire.source == "image_folder" and p.split.strategy == "keep_source"
+        assert p.train.augment.fresh_occlusion and p.train.tta_flip
+
+
+@pytest.mark.parametrize("model", sorted(p.stem for p in (CONF / "model").glob("*.yaml")))
+def test_every_model_option_builds(model: str) -> None:
+    from occlufer.models import build_model
+
+    p = parse_params(compose([f"model={model}"], CONF))
+    net = build_model(p.model.name, num_classes=7, image_size=48, dropout=p.model.dropout,
+                      width=p.model.width, blocks=p.model.blocks)
+    assert sum(q.numel() for q in net.parameters()) > 0

@@ -76,5 +76,8 @@ def test_train_and_validate_log_to_a_real_server(server: str, split_dir: Path, t
     assert [m.source_run_id for m in logged] == [run_id]
     model = mlflow.pyfunc.load_model(f"models:/{logged[0].model_id}")
     import numpy as np
+    import pandas as pd
 
-    assert model.predict(np.zeros((3, 1, 48, 48), dtype=np.float32)).shape == (3, 7)
+    out = model.predict(pd.DataFrame({"pixels": [np.zeros((48, 48), int).tolist()] * 3}))
+    assert len(out) == 3 and list(out["status"]) == ["ok"] * 3
+    assert out[params.acquire.classes].to_numpy(float).sum(axis=1) == pytest.approx([1.0] * 3)

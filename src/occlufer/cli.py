@@ -1,10 +1,14 @@
-"""The ``occlufer`` command: helpers around the pipeline (``compose``, ``check``, ``evaluate``)."""
+"""The ``occlufer`` command: helpers around the pipeline (``compose``, ``check``,
+``evaluate`` any model on any labelled faces) and the trained model (``predict`` on
+photos and folders, ``export`` to ONNX)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from occlufer import __version__
 from occlufer.config import CONF_DIR, PARAMS_FILE, compose, dump_params, load_params, parse_params
@@ -72,6 +76,63 @@ def _evaluate(args: argparse.Namespace) -> None:
           f"{metrics.get('val/acc_ci_high', float('nan')):.3f}] on "
           f"{int(metrics.get('val/n', 0))} clean faces, robustness/mean_auc "
           f"{metrics.get('robustness/mean_auc', float('nan')):.3f} -> {out}/report.md")
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from occlufer.inference.photos import (
+        FaceSearch,
+        RowWriter,
+        find_images,
+        open_out,
+        predict_paths,
+    )
+    from occlufer.inference.predictor import load_predictor
+
+    files = find_images(args.paths)
+    workers = args.workers or min(os.cpu_count() or 1, 8)
+    predictor = load_predictor(args.model, args.device, threads=args.threads)
+    if args.threads and predictor.backend == "torch":
+        import torch
+
+        torch.set_num_threads(args.threads)
+    default = FaceSearch()
+    search = FaceSearch(detect=args.detect, size=predictor.image_size,
+                        margin=default.margin if args.face_margin is None else args.face_margin,
+                        min_face=args.face_min_size or default.min_face)
+    stream = open_out(args.out)
+    try:
+        writer = RowWriter(stream, args.format, predictor.classes)
+        summary = predict_paths(predictor, files, writer, search=search,
+                                batch_size=args.batch_size, workers=workers)
+    finally:
+        stream.close()
+    where = "" if args.out == "-" else f" -> {args.out}"
+    print(f"predict: {summary.line()}{where}", file=sys.stderr if args.out == "-" else sys.stdout)
+
+
+def _export(args: argparse.Namespace) -> None:
+    from occlufer.inference.export import export_onnx
+    from occlufer.inference.predictor import MODEL_FILE
+    from occlufer.models import load_model
+
+    path = Path(args.model)
+    pt = path / MODEL_FILE if path.is_dir() or path.suffix != ".pt" else path
+    if not pt.is_file():
+        raise OccluferError(f"{pt}: no model file; train one first (`dvc repro`) or pass "
+                            "--model (a models/ folder or model.pt)")
+    model, meta = load_model(pt)
+    out = export_onnx(model, meta, args.out)
+    print(f"export: {meta['name']} ({len(meta['classes'])} classes, {meta['image_size']} px) "
+          f"-> {out} (input uint8 N×{meta['image_size']}×{meta['image_size']}, "
+          "output probabilities)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,6 +164,39 @@ def build_parser() -> argparse.ArgumentParser:
                    help="parameters for the validate, occlusion and seed settings "
                         "(default: params.yaml)")
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("predict", help="classify the faces in image files and folders",
+                       description="Classify the faces in image files and folders (recursive): "
+                       "one row per face, or per image without a face (status no_face) or that "
+                       "cannot be read (status error). Ends with a summary line.")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders")
+    p.add_argument("--out", "-o", default="-", help="file to write (default: - for stdout)")
+    p.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    p.add_argument("--model", "-m", default="models",
+                   help="a models/ folder (default: models), model.pt, model.onnx, or an MLflow "
+                        "model URI (models:/<name>@<alias>, runs:/<run>/model)")
+    p.add_argument("--no-detect", dest="detect", action="store_false",
+                   help="each image is one face crop (its centred square); default: detect faces")
+    p.add_argument("--batch-size", type=_positive, default=256)
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
+    p.add_argument("--workers", type=int, default=0,
+                   help="decoding/detection processes (default 0: one per core, at most 8)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="inference threads (default 0: the library's default)")
+    p.add_argument("--face-margin", type=float, default=None,
+                   help="margin around a detected face, each side, as a fraction of its box "
+                        "(default 0.2, as acquire.face_margin for photos)")
+    p.add_argument("--face-min-size", type=_positive, default=None,
+                   help="smallest face searched for, pixels (default 40, as "
+                        "acquire.face_min_size for photos)")
+    p.set_defaults(func=_predict)
+
+    p = sub.add_parser("export", help="export the trained model (ONNX)")
+    p.add_argument("--format", choices=("onnx",), default="onnx")
+    p.add_argument("--model", "-m", default="models",
+                   help="a models/ folder (default: models) or model.pt")
+    p.add_argument("--out", "-o", default="model.onnx", help="file to write (default: model.onnx)")
+    p.set_defaults(func=_export)
     return parser
 
 

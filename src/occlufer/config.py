@@ -51,6 +51,10 @@ def _model_names() -> list[str]:
     return sorted(MODELS)
 
 
+#: what ``train.monitor`` may select on: clean val, occluded val, or both together (the
+#: patent's mixed validation set)
+MONITORS = ("val/acc", "val_occluded/acc", "val_mixed/acc")
+
 SOURCES = ("synthetic", "fer2013_csv", "image_folder", "photos")
 
 
@@ -131,6 +135,24 @@ class ModelCfg:
 
     name: str = _opt(choices=_model_names)  # type: ignore[arg-type]
     dropout: float = _opt(ge=0.0, lt=1.0)
+    width: int | None = _opt(ge=4)          # channels of the first stage (resnet family)
+    blocks: list[int] | None = _opt(ge=1)   # residual blocks per stage (resnet family)
+    mask_loss: float = _opt(ge=0.0)         # weight of the occlusion-mask attention loss
+
+
+@dataclass(frozen=True)
+class AugmentCfg:
+    """Training-time augmentation, drawn afresh every epoch."""
+
+    flip: float = _opt(ge=0.0, le=1.0)          # probability of a horizontal mirror
+    rotate: float = _opt(ge=0.0, le=45.0)       # max rotation, degrees
+    scale: list[float] = _opt(gt=0.0, pair=True)  # zoom range
+    translate: float = _opt(ge=0.0, le=0.3)     # max shift, fraction of the side
+    brightness: float = _opt(ge=0.0, le=1.0)    # max brightness change, fraction of the range
+    contrast: float = _opt(ge=0.0, le=1.0)      # max contrast change (factor 1 ± contrast)
+    fresh_occlusion: bool = _opt()              # re-occlude occluded rows from their clean
+    #                                             source every epoch (new occluder, new mask)
+    occlude_clean: float = _opt(ge=0.0, le=1.0)  # also occlude this fraction of clean rows
 
 
 @dataclass(frozen=True)
@@ -138,14 +160,28 @@ class TrainCfg:
     """S400: the training loop and where it is tracked."""
 
     epochs: int = _opt(ge=1)
-    batch_size: int = _opt(ge=1)
-    lr: float = _opt(gt=0.0)
+    batch_size: int = _opt(ge=1)                # per process (DDP: per device)
+    lr: float = _opt(gt=0.0)                    # peak learning rate
     weight_decay: float = _opt(ge=0.0)
     optimizer: str = _opt(choices=("adam", "adamw", "sgd"))
+    schedule: str = _opt(choices=("constant", "cosine", "onecycle"))
+    warmup_epochs: float = _opt(ge=0.0)         # linear warm-up (constant and cosine)
+    label_smoothing: float = _opt(ge=0.0, lt=1.0)
+    monitor: str = _opt(choices=MONITORS)      # model selection and early stopping
+    early_stopping: int = _opt(ge=0)            # patience in epochs; 0 = off
+    tta_flip: bool = _opt()                     # average logits of face and mirror at eval
+    augment: AugmentCfg = _opt()
     device: str = _opt(choices=("auto", "cpu", "cuda"))
-    num_threads: int = _opt(ge=0)
+    amp: bool = _opt()                          # CUDA: bf16 autocast + channels_last
+    devices: int = _opt(ge=1)                   # processes on this node (DDP via torchrun)
+    nodes: int = _opt(ge=1)                     # nodes (each runs the stage; see README)
+    rdzv_endpoint: str | None = _opt()          # host:port of node 0 when nodes > 1
+    workers: int = _opt(ge=0)                   # DataLoader worker processes (augmentation)
+    num_threads: int = _opt(ge=0)               # torch CPU threads, 0 = torch's default
     mlflow_experiment: str = _opt()
     log_model: bool = _opt()
+    registered_model_name: str | None = _opt()  # register the logged model under this name
+    registered_model_alias: str | None = _opt()  # and point this alias at the new version
 
 
 @dataclass(frozen=True)

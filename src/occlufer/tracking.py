@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import subprocess
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -128,9 +129,22 @@ def run_tags() -> dict[str, str]:
 
 @contextmanager
 def start_run(experiment: str, params: Mapping[str, Any], run_name: str | None = None,
-              ) -> Iterator[Any]:
-    """Open the pipeline's MLflow run: experiment, flattened params and tags."""
+              run_id: str | None = None) -> Iterator[Any]:
+    """Open the pipeline's MLflow run: experiment, flattened params and tags.
+
+    ``run_id`` re-opens that run instead (training resumed from a checkpoint) when the store
+    still has it; otherwise a new run is started.
+    """
     mlflow = _mlflow()
+    if run_id is not None:
+        try:
+            mlflow.MlflowClient().get_run(run_id)
+        except Exception:  # noqa: BLE001 - the store was reset or points elsewhere
+            run_id = None
+    if run_id is not None:
+        with mlflow.start_run(run_id=run_id) as run:
+            yield run
+        return
     try:
         _set_experiment(mlflow, experiment)
     except Exception as exc:  # noqa: BLE001 - MLflow raises many types for a bad store
@@ -187,26 +201,83 @@ def log_artifact(path: Path, artifact_path: str | None = None) -> None:
     _mlflow().log_artifact(str(path), artifact_path=artifact_path)
 
 
-def log_torch_model(model: Any, input_example: Any, output_example: Any) -> None:
-    """Log the model with its signature and an input example (no requirement inference)."""
+def _pyfunc_signature(classes: list[str], image_size: int) -> Any:
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
+    from mlflow.types.schema import AnyType
+
+    inputs = Schema([ColSpec(DataType.string, "image", required=False),
+                     ColSpec(AnyType(), "pixels", required=False)])
+    outputs = Schema([ColSpec(DataType.string, "label", required=False),
+                      ColSpec(DataType.double, "confidence", required=False),
+                      ColSpec(DataType.string, "status"),
+                      ColSpec(DataType.string, "error", required=False),
+                      ColSpec(DataType.string, "face_box", required=False),
+                      *(ColSpec(DataType.double, c, required=False) for c in classes)])
+    return ModelSignature(inputs, outputs,
+                          params=ParamSchema([ParamSpec("detect", DataType.boolean, False)]))
+
+
+def _example_image(image_size: int) -> str:
+    """A base64 PNG of a plain gray square (the model's input example)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (image_size, image_size), 128).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _pins(*dists: str) -> list[str]:
+    """``dist==version`` of the installed distributions (local version labels dropped)."""
+    from importlib.metadata import version
+
+    return [f"{d}=={version(d).split('+')[0]}" for d in dists]
+
+
+def log_pyfunc_model(model_dir_or_pt: Path, registered_model_name: str | None = None,
+                     alias: str | None = None) -> Any:
+    """Log ``model.pt`` (or ``<folder>/model.pt``) as the occlufer pyfunc model under artifact
+    path ``model`` of the active run; register it as ``registered_model_name`` (and point
+    ``alias`` at the new version) when given. Returns MLflow's ModelInfo."""
+    import pandas as pd
+
+    from occlufer.inference.photos import FACE_MARGIN, FACE_MIN_SIZE
+    from occlufer.inference.pyfunc import ARTIFACT, ExpressionModel
+    from occlufer.models import load_model
+
+    pt = Path(model_dir_or_pt)
+    pt = pt / "model.pt" if pt.is_dir() else pt
+    _, meta = load_model(pt)
+    classes, size = list(meta["classes"]), int(meta["image_size"])
     mlflow = _mlflow()
-    import torch
-    from mlflow.models import infer_signature
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*type hints.*")  # the signature is explicit
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=ExpressionModel(classes, size, FACE_MARGIN, FACE_MIN_SIZE),
+            artifacts={ARTIFACT: str(pt)},
+            signature=_pyfunc_signature(classes, size),
+            input_example=pd.DataFrame({"image": [_example_image(size)]}),
+            pip_requirements=_pins("torch", "numpy", "pandas", "pillow",
+                                   "opencv-python-headless", "mlflow") + ["occlufer"],
+            registered_model_name=registered_model_name,
+        )
+    if registered_model_name and alias:
+        mlflow.MlflowClient().set_registered_model_alias(
+            registered_model_name, alias, str(info.registered_model_version))
+    return info
 
-    mlflow.pytorch.log_model(
-        model, name="model", input_example=input_example,
-        signature=infer_signature(input_example, output_example),
-        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-    )
 
-
-def download_model(uri: str, dst: Path) -> Path:
-    """Download the artifacts behind an MLflow model URI (``runs:/…``, ``models:/…``)."""
+def download_model(uri: str) -> Path:
+    """A logged MLflow model (``models:/<name>@<alias>``, ``runs:/<id>/model``, ...) as a local
+    folder (MLflow's download cache)."""
     mlflow = _mlflow()
-    dst.mkdir(parents=True, exist_ok=True)
     try:
-        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
-    except Exception as exc:  # noqa: BLE001 - MLflow raises many types for a bad URI
-        raise OccluferError(f"{uri}: cannot download from {tracking_uri()}: "
-                            f"{str(exc).splitlines()[0]}; check the URI and "
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    except Exception as exc:  # noqa: BLE001 - MLflow raises many types for a bad URI or store
+        raise OccluferError(f"{uri}: cannot load this MLflow model from {tracking_uri()} "
+                            f"({str(exc).splitlines()[0][:200]}); check the name/alias and "
                             "MLFLOW_TRACKING_URI") from None

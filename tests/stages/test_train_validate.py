@@ -41,8 +41,9 @@ def test_train_writes_model_history_and_mlflow_run(trained, tracking_store) -> N
     hist = pd.read_csv(models / "history.csv")
     assert list(hist["epoch"]) == [1, 2]
     assert {"train/loss", "train/acc", "val/acc", "val_occluded/acc", "val/loss"} <= set(hist)
-    ckpt = torch.load(models / "checkpoint.pt", weights_only=True)
-    assert ckpt["epoch"] == 2 and "optimizer" in ckpt
+    best = int(hist.loc[hist["val_mixed/acc"].idxmax(), "epoch"])
+    assert meta["epoch"] == best and meta["tta_flip"] is False
+    assert not (models.parent / "checkpoints" / "train.pt").exists()  # removed once finished
     run_id = json.loads((models / "mlflow_run.json").read_text())["run_id"]
     mlflow.set_tracking_uri(tracking_store)
     run = mlflow.get_run(run_id)
@@ -51,6 +52,8 @@ def test_train_writes_model_history_and_mlflow_run(trained, tracking_store) -> N
     assert run.data.params["occlusion.ratio"] == str(params.occlusion.ratio)
     steps = mlflow.MlflowClient().get_metric_history(run_id, "val/acc")
     assert [m.step for m in steps] == [1, 2]
+    assert run.data.metrics["best/epoch"] == best
+    assert run.data.metrics["best/val_mixed/acc"] == pytest.approx(hist["val_mixed/acc"].max())
     assert "git.commit" in run.data.tags or "mlflow.source.git.commit" in run.data.tags
     logged = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id, "data")}
     assert {"data/preview.png", "data/summary.csv"} <= logged

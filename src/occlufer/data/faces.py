@@ -2,7 +2,9 @@
 
 :func:`face_crops` finds frontal faces in a grayscale photo, applies the policy for photos with
 several faces, and returns square crops (box grown by a margin on each side, edge pixels
-replicated where it leaves the photo) resized to the store's image size.
+replicated where it leaves the photo) resized to the store's image size. :func:`photo_faces`
+decodes a photo file first; acquire's ``photos`` reader, ``occlufer predict`` and the served
+model all go through it.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from functools import cache
 import cv2
 import numpy as np
 
-from occlufer.data.images import Reject, resize
+from occlufer.data.images import Reject, load_gray_scaled, resize
 
 CASCADE = "haarcascade_frontalface_default.xml"
 Box = tuple[int, int, int, int]  # x, y, w, h
+PHOTO_SIDE = 1024  # photos: JPEG draft keeps at least this many pixels on the shorter side
 
 
 @cache
@@ -64,3 +67,16 @@ def face_crops(gray: np.ndarray, *, size: int, policy: str, margin: float,
                min_face: int) -> list[tuple[np.ndarray, Box]]:
     """Crops (size×size) of the faces to keep, with their boxes in ``gray``'s coordinates."""
     return [(crop(gray, b, margin, size), b) for b in choose(detect(gray, min_face), policy)]
+
+
+def photo_faces(data: bytes, *, size: int, policy: str, margin: float, min_face: int,
+                min_size: int = 1) -> tuple[np.ndarray, float, list[tuple[np.ndarray, Box]]]:
+    """Photo file bytes → (grayscale photo, scale, face crops with their boxes).
+
+    The photo is decoded by :func:`~occlufer.data.images.load_gray_scaled` (JPEGs at reduced
+    scale down to :data:`PHOTO_SIDE`); boxes are in the decoded photo's coordinates, ``scale``
+    times them gives the file's. Raises :class:`Reject` (``unreadable``, ``no_face``, ...).
+    """
+    gray, scale = load_gray_scaled(data, min_size=min_size, draft_side=PHOTO_SIDE)
+    return gray, scale, face_crops(gray, size=size, policy=policy, margin=margin,
+                                   min_face=min_face)

@@ -40,6 +40,13 @@ def load_gray(data: bytes, *, min_size: int = 1, draft_side: int | None = None) 
     ``draft_side``: JPEGs may be decoded at 1/2, 1/4 or 1/8 scale as long as the shorter side
     keeps at least this many pixels (None: full scale).
     """
+    return load_gray_scaled(data, min_size=min_size, draft_side=draft_side)[0]
+
+
+def load_gray_scaled(data: bytes, *, min_size: int = 1, draft_side: int | None = None,
+                     ) -> tuple[np.ndarray, float]:
+    """:func:`load_gray`, plus the scale: full-resolution pixels per decoded pixel (1 unless
+    the JPEG draft reduced it), to map coordinates in the result back to the file's image."""
     if not data:
         raise Reject("empty: 0 bytes")
     with warnings.catch_warnings():
@@ -54,9 +61,10 @@ def load_gray(data: bytes, *, min_size: int = 1, draft_side: int | None = None) 
                 scale = min(w, h) // draft_side
                 im.draft("L" if im.mode in ("L", "RGB", "YCbCr") else im.mode,
                          (max(1, w // scale), max(1, h // scale)))
+            factor = w / im.size[0]
             if not jpeg or "exif" in im.info:  # a JPEG's EXIF comes before its pixels
                 im = ImageOps.exif_transpose(im)
-            return _to_l(im)  # decodes
+            return _to_l(im), factor  # decodes
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise Reject(f"too_large: {_first_line(exc)} (PIL decompression-bomb guard, "
                          f"Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS})") from None

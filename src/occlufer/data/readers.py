@@ -41,7 +41,6 @@ SPLITS = {"train": "train", "training": "train",
           "test": "test", "testing": "test", "privatetest": "test"}
 # reject codes that are deliberate choices, not bad data: not counted by max_reject_fraction
 EXCLUDED = frozenset({"not_selected", "unknown_label", "not_image"})
-PHOTO_SIDE = 1024  # photos: JPEG draft keeps at least this many pixels on the shorter side
 CHUNK = 512        # inputs per worker task
 FER_SIDE = 48
 
@@ -261,9 +260,9 @@ def _decode(spec: _Spec, path: str) -> tuple[bytes, list[np.ndarray], list[str]]
     if not spec.photos:
         gray = load_gray(data, min_size=spec.min_size, draft_side=spec.size)
         return _digest(gray), [center_square(gray, spec.size)], [""]
-    gray = load_gray(data, min_size=spec.min_size, draft_side=PHOTO_SIDE)
-    crops = face_detection.face_crops(gray, size=spec.size, policy=spec.faces,
-                                      margin=spec.margin, min_face=spec.min_face)
+    gray, _, crops = face_detection.photo_faces(data, size=spec.size, policy=spec.faces,
+                                                margin=spec.margin, min_face=spec.min_face,
+                                                min_size=spec.min_size)
     return (_digest(gray), [c for c, _ in crops],
             [",".join(map(str, b)) for _, b in crops])
 

@@ -23,7 +23,7 @@ def load_any_model(ref: str, tmp: Path) -> tuple[Any, dict[str, Any], str]:
     if ref.startswith(MLFLOW_SCHEMES):
         from occlufer import tracking
 
-        folder = tracking.download_model(ref, tmp / "mlflow_model")
+        folder = tracking.download_model(ref)
         found = sorted(folder.rglob("model.pt"))
         if not found:
             raise OccluferError(f"{ref}: the MLflow model has no model.pt among its artifacts "

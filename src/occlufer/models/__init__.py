@@ -17,29 +17,43 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-#: name → "module:Class"; the class takes (num_classes, image_size, dropout) and maps
-#: N×1×S×S floats to N×num_classes logits
+#: name → "module:Class"; the class takes (num_classes, image_size, dropout, **arch) and maps
+#: N×1×S×S floats to N×num_classes logits. ``arch`` holds the architecture keys of the
+#: ``model`` section that are set (``width``, ``blocks``); every class has defaults for them.
 MODELS: dict[str, str] = {
     "seed_cnn": "occlufer.models.seed_cnn:SeedCNN",
+    "resnet": "occlufer.models.resnet:FaceResNet",
+    "occ_resnet": "occlufer.models.resnet:OcclusionAttentionResNet",
+    "compact": "occlufer.models.resnet:CompactResNet",
 }
 
 
-def build_model(name: str, *, num_classes: int, image_size: int, dropout: float = 0.0) -> nn.Module:
-    """Instantiate a registered architecture; unknown names list the registered ones."""
+def build_model(name: str, *, num_classes: int, image_size: int, dropout: float = 0.0,
+                **arch: Any) -> nn.Module:
+    """Instantiate a registered architecture; unknown names list the registered ones.
+
+    ``arch`` entries that are ``None`` are left to the class's defaults.
+    """
     if name not in MODELS:
         raise KeyError(f"unknown model {name!r}; registered: {', '.join(sorted(MODELS))}")
     module, cls = MODELS[name].split(":")
+    arch = {k: v for k, v in arch.items() if v is not None}
     return getattr(importlib.import_module(module), cls)(
-        num_classes=num_classes, image_size=image_size, dropout=dropout)
+        num_classes=num_classes, image_size=image_size, dropout=dropout, **arch)
 
 
 def save_model(path: str | Path, model: nn.Module, *, name: str, classes: Sequence[str],
-               image_size: int, dropout: float) -> None:
-    """Weights plus everything needed to rebuild and use them (architecture, classes, size)."""
+               image_size: int, dropout: float, arch: dict[str, Any] | None = None,
+               **extra: Any) -> None:
+    """Weights plus everything needed to rebuild and use them (architecture, classes, size).
+
+    ``extra`` goes into the metadata as it is (e.g. ``tta_flip``, ``epoch``).
+    """
     import torch
 
     torch.save({"format": 1, "name": name, "classes": list(classes), "image_size": image_size,
-                "dropout": dropout, "state_dict": model.state_dict()}, path)
+                "dropout": dropout, "arch": dict(arch or {}), **extra,
+                "state_dict": model.state_dict()}, path)
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu",
@@ -52,6 +66,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu",
         raise OccluferError(f"{path}: no model file; train one first (`dvc repro train`)")
     meta = torch.load(path, map_location=map_location, weights_only=True)
     model = build_model(meta["name"], num_classes=len(meta["classes"]),
-                        image_size=meta["image_size"], dropout=meta["dropout"])
+                        image_size=meta["image_size"], dropout=meta["dropout"],
+                        **meta.get("arch", {}))
     model.load_state_dict(meta.pop("state_dict"))
     return model.eval(), meta

@@ -1,13 +1,25 @@
 """S400 train: fit ``model.name`` on ``data/split/train``, track it in MLflow, write ``models/``.
 
-Outputs: ``model.pt`` (weights + classes + size), ``checkpoint.pt`` (last epoch, with the
-optimizer), ``history.csv`` (one row per epoch, DVC plots) and ``mlflow_run.json``.
+Outputs: ``model.pt`` (the best epoch's weights by ``train.monitor`` + classes, size,
+architecture), ``history.csv`` (one row per epoch, DVC plots) and ``mlflow_run.json``.
+
+Resume: after every epoch the full training state goes to ``checkpoints/train.pt`` (beside
+``models/``, not a DVC output, git-ignored). If the stage is killed, the next ``dvc repro`` finds
+a checkpoint with the same fingerprint (params and data) and continues after its epoch, in the
+same MLflow run, ending with the metrics of an uninterrupted run; a finished run deletes it.
+
+With ``train.devices`` × ``train.nodes`` > 1 the stage re-launches itself under torchrun (DDP).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import os
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,14 +27,25 @@ import torch
 
 from occlufer import tracking
 from occlufer.config import Params, load_params
-from occlufer.data.store import read_store
+from occlufer.data.store import IMAGES, MANIFEST, Store, read_store
 from occlufer.models import build_model, save_model
-from occlufer.preprocess import to_input
 from occlufer.stages import run_stage
-from occlufer.training import EpochStats, fit, resolve_device
+from occlufer.training import (
+    EpochStats,
+    TrainArrays,
+    TrainState,
+    ValArrays,
+    fit,
+    resolve_device,
+    source_rows,
+)
+from occlufer.training import distributed as dist
 
 SRC = Path("data/split")
 OUT = Path("models")
+#: keys of ``train`` that do not change the result (left out of the checkpoint fingerprint)
+_NOT_RESULT = ("workers", "num_threads", "mlflow_experiment", "log_model",
+               "registered_model_name", "registered_model_alias", "rdzv_endpoint")
 
 
 def label_codes(manifest: pd.DataFrame) -> np.ndarray:
@@ -30,61 +53,149 @@ def label_codes(manifest: pd.DataFrame) -> np.ndarray:
     return manifest["label"].cat.codes.to_numpy(dtype=np.int64)
 
 
+def train_arrays(store: Store) -> TrainArrays:
+    m = store.manifest
+    occluded = m["occluded"].to_numpy(dtype=bool)
+    src = m["src_id"].to_numpy() if "src_id" in m.columns else m["id"].to_numpy()
+    return TrainArrays(images=store.images, labels=label_codes(m), occluded=occluded,
+                       source=source_rows(m["id"].to_numpy(), src, occluded), masks=store.masks)
+
+
+def checkpoint_path(out: Path) -> Path:
+    return out.parent / "checkpoints" / "train.pt"
+
+
+def fingerprint(params: Params, src: Path) -> str:
+    """What a checkpoint must match to be resumed: the result-relevant params and the data."""
+    cfg = {k: v for k, v in asdict(params.train).items() if k not in _NOT_RESULT}
+    h = hashlib.sha256(json.dumps({"seed": params.seed, "model": asdict(params.model),
+                                   "train": cfg, "occlusion": asdict(params.occlusion)},
+                                  sort_keys=True).encode())
+    for part in ("train", "val"):
+        h.update((src / part / MANIFEST).read_bytes())
+        h.update(str((src / part / IMAGES).stat().st_size).encode())
+    return h.hexdigest()
+
+
+def _load_checkpoint(path: Path, print_: bool) -> tuple[TrainState | None, dict[str, Any]]:
+    if not path.is_file():
+        return None, {}
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=False)
+        return TrainState(**blob["state"]), blob["meta"]
+    except Exception as exc:  # noqa: BLE001 - a truncated or foreign file: start over
+        if print_:
+            print(f"train: ignoring unreadable checkpoint {path} ({exc.__class__.__name__})")
+        return None, {}
+
+
 def train(params: Params, src: Path = SRC, out: Path = OUT) -> list[EpochStats]:
-    """Train, log to MLflow, and write the model folder; returns the per-epoch history.
+    """Train (or resume), log to MLflow, write the model folder; returns the per-epoch history.
 
     Besides ``src`` (``data/split``), the run records what the model was trained on from the
     sibling stage folders: the occlusion preview and split summary as artifacts, and acquire's
     counts as ``acquire/read``, ``acquire/kept``, ``acquire/rejected``.
     """
     cfg = params.train
+    ddp = dist.is_worker()
+    device = dist.setup(cfg.device) if ddp else resolve_device(cfg.device)
+    rank = torch.distributed.get_rank() if ddp else 0
+    lead = rank == 0
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
     train_store, val_store = read_store(src / "train"), read_store(src / "val")
     classes = list(train_store.manifest["label"].cat.categories)
     image_size = int(train_store.images.shape[1])
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    device = resolve_device(cfg.device)
+    arch = {"width": params.model.width, "blocks": params.model.blocks}
     torch.manual_seed(params.seed)
     model = build_model(params.model.name, num_classes=len(classes), image_size=image_size,
-                        dropout=params.model.dropout)
-    out.mkdir(parents=True, exist_ok=True)
-    print(f"train: {params.model.name} on {len(train_store)} faces ({len(val_store)} val), "
-          f"{len(classes)} classes, device {device}")
+                        dropout=params.model.dropout, **arch)
+    ckpt = checkpoint_path(out)
+    key = fingerprint(params, src)
+    state, meta = _load_checkpoint(ckpt, lead)
+    if state is not None and meta.get("fingerprint") != key:
+        if lead:
+            print(f"train: {ckpt} is from other params or data; starting afresh")
+        state, meta = None, {}
+    if lead:
+        out.mkdir(parents=True, exist_ok=True)
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        n_par = sum(p.numel() for p in model.parameters())
+        print(f"train: {params.model.name} ({n_par / 1e6:.2f}M parameters) on "
+              f"{len(train_store)} faces ({len(val_store)} val), {len(classes)} classes, "
+              f"device {device}" + (f", {torch.distributed.get_world_size()} processes"
+                                    if ddp else "")
+              + (f"; resuming after epoch {state.epoch} from {ckpt}" if state else ""))
 
-    def on_epoch(stats: EpochStats, net: torch.nn.Module, opt: torch.optim.Optimizer) -> None:
-        tracking.log_metrics(stats.metrics(), step=stats.epoch)
-        torch.save({"epoch": stats.epoch, "model": net.state_dict(),
-                    "optimizer": opt.state_dict()}, out / "checkpoint.pt")
+    run_cm = (tracking.start_run(cfg.mlflow_experiment, params.to_dict(),
+                                 run_id=meta.get("run_id")) if lead
+              else contextlib.nullcontext())
+    with run_cm as run:
+        if lead:
+            tracking.write_run_ref(run, out)
 
-    with tracking.start_run(cfg.mlflow_experiment, params.to_dict()) as run:
-        tracking.write_run_ref(run, out)
-        for path in (src.parent / "occluded" / "preview.png", src / "summary.csv"):
-            if path.is_file():
-                tracking.log_artifact(path, "data")
-        acquire_summary = src.parent / "acquired" / "summary.json"
-        if acquire_summary.is_file():
-            counts = json.loads(acquire_summary.read_text(encoding="utf-8"))
-            tracking.log_metrics({f"acquire/{k}": counts[k] for k in ("read", "kept", "rejected")})
-        history = fit(model, train_store.images, label_codes(train_store.manifest),
-                      val_store.images, label_codes(val_store.manifest),
-                      val_store.manifest["occluded"].to_numpy(dtype=bool),
-                      cfg, params.seed, device, on_epoch=on_epoch)
+        def on_epoch(stats: EpochStats, st: TrainState) -> None:
+            if not lead:
+                return
+            tracking.log_metrics(stats.metrics(), step=stats.epoch)
+            tmp = ckpt.with_suffix(".tmp")
+            torch.save({"state": asdict(st), "meta": {"fingerprint": key,
+                                                      "run_id": run.info.run_id}}, tmp)
+            os.replace(tmp, ckpt)  # atomic: a kill never leaves half a checkpoint
+
+        if lead and state is None:
+            _log_inputs(src)
+        vm = val_store.manifest
+        result = fit(model, train_arrays(train_store),
+                     ValArrays(val_store.images, label_codes(vm),
+                               vm["occluded"].to_numpy(dtype=bool)),
+                     cfg, params.model, params.occlusion, params.seed, device,
+                     state=state, on_epoch=on_epoch)
+        if not lead:
+            dist.teardown()
+            return result.history
         model.cpu().eval()
         save_model(out / "model.pt", model, name=params.model.name, classes=classes,
-                   image_size=image_size, dropout=params.model.dropout)
-        pd.DataFrame([{"epoch": h.epoch, **h.metrics()} for h in history]).to_csv(
+                   image_size=image_size, dropout=params.model.dropout, arch=arch,
+                   tta_flip=cfg.tta_flip, epoch=result.best_epoch)
+        pd.DataFrame([{"epoch": h.epoch, **h.metrics()} for h in result.history]).to_csv(
             out / "history.csv", index=False)
-        if cfg.log_model:
-            example = to_input(np.asarray(val_store.images[:2])).numpy()
-            with torch.no_grad():
-                output = model(torch.from_numpy(example)).numpy()
-            tracking.log_torch_model(model, example, output)
-        print(f"train: done, MLflow run {run.info.run_id} -> {out}")
-    return history
+        best = next(h for h in result.history if h.epoch == result.best_epoch)
+        tracking.log_metrics({"best/epoch": best.epoch, "best/val/acc": best.val_acc,
+                              "best/val_occluded/acc": best.val_occluded_acc,
+                              "best/val_mixed/acc": best.val_mixed_acc})
+        if cfg.log_model:  # the pyfunc model: preprocessing + classes, servable by MLflow
+            tracking.log_pyfunc_model(out / "model.pt", cfg.registered_model_name,
+                                      cfg.registered_model_alias)
+        ckpt.unlink(missing_ok=True)
+        print(f"train: done, best epoch {best.epoch} ({cfg.monitor} {result.best_score:.4f}), "
+              f"MLflow run {run.info.run_id} -> {out}")
+    if ddp:
+        dist.teardown()
+    return result.history
+
+
+def _log_inputs(src: Path) -> None:
+    for path in (src.parent / "occluded" / "preview.png", src / "summary.csv"):
+        if path.is_file():
+            tracking.log_artifact(path, "data")
+    acquire_summary = src.parent / "acquired" / "summary.json"
+    if acquire_summary.is_file():
+        counts = json.loads(acquire_summary.read_text(encoding="utf-8"))
+        tracking.log_metrics({f"acquire/{k}": counts[k] for k in ("read", "kept", "rejected")})
 
 
 def main() -> None:
-    run_stage("train", lambda: train(load_params()))
+    def work() -> None:
+        params = load_params()
+        if dist.processes(params.train) > 1 and not dist.is_worker():
+            code = dist.launch(params.train)
+            if code:
+                raise SystemExit(code)
+            return
+        train(params)
+
+    run_stage("train", work)
 
 
 if __name__ == "__main__":

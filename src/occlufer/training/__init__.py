@@ -1,5 +1,16 @@
-"""Training: the epoch loop and model checkpoints."""
+"""Training: the epoch loop, augmentation, checkpoints and the distributed launch."""
 
-from occlufer.training.loop import EpochStats, fit, predict_logits, resolve_device
+from occlufer.training.augment import TrainArrays, source_rows
+from occlufer.training.loop import (
+    EpochStats,
+    FitResult,
+    TrainState,
+    ValArrays,
+    evaluate,
+    fit,
+    predict_logits,
+    resolve_device,
+)
 
-__all__ = ["EpochStats", "fit", "predict_logits", "resolve_device"]
+__all__ = ["EpochStats", "FitResult", "TrainArrays", "TrainState", "ValArrays", "evaluate", "fit",
+           "predict_logits", "resolve_device", "source_rows"]

@@ -1,19 +1,31 @@
-"""The epoch loop: seeded shuffling, per-epoch validation on clean and occluded faces."""
+"""The epoch loop: seeded batches and augmentation, schedules, early stopping, checkpoints.
+
+:func:`fit` is deterministic on the CPU for a given seed — the batch order, every augmentation
+draw and the dropout masks are derived from ``(seed, epoch, batch)`` — and it can start from a
+:class:`TrainState` saved after any epoch, ending exactly where an uninterrupted run ends.
+Under DDP (``torch.distributed`` initialised) each process trains on its share of the batches;
+every process evaluates the whole val set, so all take the same early-stopping decision.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from occlufer.config import TrainCfg
+from occlufer.config import ModelCfg, OcclusionCfg, TrainCfg
 from occlufer.errors import OccluferError
 from occlufer.preprocess import to_input
+from occlufer.training.augment import BatchSource, TrainArrays, batch_seed, epoch_plan, warp
 
 
 @dataclass
@@ -26,15 +38,53 @@ class EpochStats:
     val_loss: float
     val_acc: float
     val_occluded_acc: float
+    val_mixed_acc: float
     lr: float
     img_per_s: float
+    seconds: float = 0.0
 
     def metrics(self) -> dict[str, float]:
         d = asdict(self)
         return {"train/loss": d["train_loss"], "train/acc": d["train_acc"],
                 "val/loss": d["val_loss"], "val/acc": d["val_acc"],
-                "val_occluded/acc": d["val_occluded_acc"], "lr": d["lr"],
-                "train/img_per_s": d["img_per_s"]}
+                "val_occluded/acc": d["val_occluded_acc"], "val_mixed/acc": d["val_mixed_acc"],
+                "lr": d["lr"], "train/img_per_s": d["img_per_s"],
+                "train/epoch_seconds": d["seconds"]}
+
+
+@dataclass
+class ValArrays:
+    """Validation rows: images, labels and which rows are occluded copies."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    occluded: np.ndarray
+
+
+@dataclass
+class TrainState:
+    """Everything needed to continue training after ``epoch`` (a checkpoint's content)."""
+
+    epoch: int
+    model: dict[str, Any]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    history: list[dict[str, float]]
+    best_epoch: int
+    best_score: float
+    best_model: dict[str, Any]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def stopped(self) -> bool:
+        return bool(self.extra.get("stopped", False))
+
+
+@dataclass
+class FitResult:
+    history: list[EpochStats]
+    best_epoch: int
+    best_score: float
 
 
 def resolve_device(name: str) -> torch.device:
@@ -48,12 +98,35 @@ def resolve_device(name: str) -> torch.device:
 
 
 def _optimizer(model: nn.Module, cfg: TrainCfg) -> torch.optim.Optimizer:
+    # no weight decay on biases and BatchNorm weights (the usual recipe for ResNets)
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(groups, lr=cfg.lr)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True,
-                           weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainCfg, steps_per_epoch: int,
+               ) -> torch.optim.lr_scheduler.LRScheduler:
+    total = max(1, cfg.epochs * steps_per_epoch)
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total,
+                                                   pct_start=0.25, cycle_momentum=False)
+    warm = cfg.warmup_epochs * steps_per_epoch
+
+    def factor(step: int) -> float:
+        if warm > 0 and step < warm:
+            return (step + 1) / warm
+        if cfg.schedule == "cosine":
+            progress = min(1.0, (step - warm) / max(1.0, total - warm))
+            return 0.5 * (1 + math.cos(math.pi * progress))
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 @torch.no_grad()
@@ -66,7 +139,7 @@ def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int,
     model.eval()
     out = []
     for start in range(0, len(images), batch_size):
-        x = to_input(images[start:start + batch_size]).to(device)
+        x = to_input(np.asarray(images[start:start + batch_size])).to(device)
         logits = model(x).float()
         if tta_flip:
             logits = (logits + model(torch.flip(x, dims=[3])).float()) / 2
@@ -74,53 +147,146 @@ def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int,
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 
 
-def fit(model: nn.Module, train_images: np.ndarray, train_labels: np.ndarray,
-        val_images: np.ndarray, val_labels: np.ndarray, val_occluded: np.ndarray,
-        cfg: TrainCfg, seed: int, device: torch.device,
-        on_epoch: Callable[[EpochStats, nn.Module, torch.optim.Optimizer], None] | None = None,
-        ) -> list[EpochStats]:
-    """Train ``model`` for ``cfg.epochs``; ``val_occluded`` flags occluded val rows."""
-    torch.manual_seed(seed)
+def _world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _all_sum(values: list[float], device: torch.device) -> list[float]:
+    _, world = _world()
+    if world == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(t)
+    return t.tolist()
+
+
+def evaluate(model: nn.Module, val: ValArrays, batch_size: int, device: torch.device,
+             tta_flip: bool, label_smoothing: float = 0.0) -> dict[str, float]:
+    """Clean, occluded and mixed val accuracy plus the clean val loss."""
+    logits = predict_logits(model, val.images, batch_size, device, tta_flip)
+    if len(logits) == 0:
+        nan = float("nan")
+        return {"val_loss": nan, "val_acc": nan, "val_occluded_acc": nan, "val_mixed_acc": nan}
+    hit = logits.argmax(1) == val.labels
+    clean, occ = ~val.occluded, val.occluded
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    val_loss = (float(loss_fn(torch.from_numpy(logits[clean]),
+                              torch.as_tensor(val.labels[clean], dtype=torch.long)))
+                if clean.any() else float("nan"))
+    return {"val_loss": val_loss,
+            "val_acc": float(hit[clean].mean()) if clean.any() else float("nan"),
+            "val_occluded_acc": float(hit[occ].mean()) if occ.any() else float("nan"),
+            "val_mixed_acc": float(hit.mean())}
+
+
+_MONITOR_FIELD = {"val/acc": "val_acc", "val_occluded/acc": "val_occluded_acc",
+                  "val_mixed/acc": "val_mixed_acc"}
+
+
+def fit(model: nn.Module, train: TrainArrays, val: ValArrays, cfg: TrainCfg,
+        model_cfg: ModelCfg, occlusion: OcclusionCfg | None, seed: int, device: torch.device,
+        *, state: TrainState | None = None,
+        on_epoch: Callable[[EpochStats, TrainState], None] | None = None) -> FitResult:
+    """Train ``model`` (in place; it ends holding the best epoch's weights).
+
+    ``state`` resumes after its epoch; ``on_epoch(stats, state)`` runs after every epoch with
+    the state to checkpoint. Stops early after ``cfg.early_stopping`` epochs without a better
+    ``cfg.monitor``.
+    """
+    rank, world = _world()
+    cuda = device.type == "cuda"
+    amp = cfg.amp and cuda
     model.to(device)
+    if amp:
+        model.to(memory_format=torch.channels_last)
+    net: nn.Module = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if cuda else None)
+    steps_per_epoch = len(epoch_plan(len(train), cfg.batch_size, seed, 1, rank, world))
     optimizer = _optimizer(model, cfg)
-    loss_fn = nn.CrossEntropyLoss()
-    x_train = to_input(train_images)
-    y_train = torch.as_tensor(train_labels, dtype=torch.long)
-    gen = torch.Generator().manual_seed(seed)
-    history = []
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        order = torch.randperm(len(x_train), generator=gen)
+    scheduler = _scheduler(optimizer, cfg, steps_per_epoch)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    mask_weight = model_cfg.mask_loss if hasattr(model, "aux_loss") else 0.0
+    monitor = _MONITOR_FIELD[cfg.monitor]
+
+    history: list[EpochStats] = []
+    best_epoch, best_score, best_model, bad, start = 0, -math.inf, None, 0, 1
+    if state is not None:
+        model.load_state_dict(state.model)
+        optimizer.load_state_dict(state.optimizer)
+        scheduler.load_state_dict(state.scheduler)
+        history = [EpochStats(**h) for h in state.history]
+        best_epoch, best_score, best_model = state.best_epoch, state.best_score, state.best_model
+        bad, start = state.extra.get("bad_epochs", 0), state.epoch + 1
+        if state.stopped:
+            start = cfg.epochs + 1
+
+    for epoch in range(start, cfg.epochs + 1):
+        net.train()
+        torch.manual_seed(batch_seed(seed, epoch, rank, 1))  # dropout draws
+        plan = epoch_plan(len(train), cfg.batch_size, seed, epoch, rank, world)
+        source = BatchSource(train, plan, epoch, seed, cfg.augment, occlusion)
+        loader = torch.utils.data.DataLoader(
+            source, batch_size=None, shuffle=False, num_workers=cfg.workers,
+            pin_memory=cuda, persistent_workers=False,
+            prefetch_factor=4 if cfg.workers else None)
         total_loss, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
-        batches = range(0, len(order), cfg.batch_size)
-        bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", disable=None, leave=False)
-        for start in bar:
-            idx = order[start:start + cfg.batch_size]
-            x, y = x_train[idx].to(device), y_train[idx].to(device)
+        bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", disable=None, leave=False)
+        for b, (images, labels, masks) in enumerate(bar):
+            x = to_input(images.to(device, non_blocking=True))
+            y = labels.to(device, non_blocking=True)
+            m = masks.to(device, non_blocking=True).float().unsqueeze(1)
+            x, m = warp(x, m, cfg.augment, batch_seed(seed, epoch, b * world + rank, 2))
+            if amp:
+                x = x.contiguous(memory_format=torch.channels_last)
             optimizer.zero_grad(set_to_none=True)
-            logits = model(x)
-            loss = loss_fn(logits, y)
+            ctx = (torch.autocast("cuda", dtype=torch.bfloat16) if amp
+                   else contextlib.nullcontext())
+            with ctx:
+                logits = net(x)
+                loss = loss_fn(logits.float(), y)
+                if mask_weight > 0:
+                    loss = loss + mask_weight * model.aux_loss(m.squeeze(1))
             loss.backward()
             optimizer.step()
-            total_loss += loss.item() * len(idx)
+            scheduler.step()
+            total_loss += float(loss.detach()) * len(y)
             correct += int((logits.argmax(1) == y).sum())
-            seen += len(idx)
+            seen += len(y)
+        total_loss, correct, seen = _all_sum([total_loss, correct, seen], device)
         elapsed = time.perf_counter() - t0
-        val_logits = predict_logits(model, val_images, max(256, cfg.batch_size), device)
-        clean = ~val_occluded
-        val_loss = float(loss_fn(torch.from_numpy(val_logits[clean]),
-                                 torch.as_tensor(val_labels[clean], dtype=torch.long)))
-        hit = val_logits.argmax(1) == val_labels
-        stats = EpochStats(
-            epoch=epoch, train_loss=total_loss / seen, train_acc=correct / seen,
-            val_loss=val_loss, val_acc=float(hit[clean].mean()),
-            val_occluded_acc=(float(hit[val_occluded].mean()) if val_occluded.any()
-                              else float("nan")),
-            lr=optimizer.param_groups[0]["lr"], img_per_s=seen / elapsed)
+        v = evaluate(model, val, max(256, cfg.batch_size), device, cfg.tta_flip,
+                     cfg.label_smoothing)
+        stats = EpochStats(epoch=epoch, train_loss=total_loss / max(seen, 1),
+                           train_acc=correct / max(seen, 1), lr=scheduler.get_last_lr()[0],
+                           img_per_s=seen / elapsed, seconds=time.perf_counter() - t0, **v)
         history.append(stats)
-        print(f"epoch {epoch}/{cfg.epochs}: train loss {stats.train_loss:.4f} acc "
-              f"{stats.train_acc:.3f} | val acc {stats.val_acc:.3f} occluded "
-              f"{stats.val_occluded_acc:.3f} | {stats.img_per_s:.0f} img/s", flush=True)
+        score = getattr(stats, monitor)
+        if score > best_score:
+            best_epoch, best_score, bad = epoch, score, 0
+            best_model = copy.deepcopy(model.state_dict())
+        else:
+            bad += 1
+        stop = cfg.early_stopping > 0 and bad >= cfg.early_stopping
+        if rank == 0:
+            print(f"epoch {epoch}/{cfg.epochs}: train loss {stats.train_loss:.4f} acc "
+                  f"{stats.train_acc:.3f} | val acc {stats.val_acc:.3f} occluded "
+                  f"{stats.val_occluded_acc:.3f} | {stats.img_per_s:.0f} img/s"
+                  + (" *" if best_epoch == epoch else ""), flush=True)
         if on_epoch is not None:
-            on_epoch(stats, model, optimizer)
-    return history
+            on_epoch(stats, TrainState(
+                epoch=epoch, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict(), history=[asdict(h) for h in history],
+                best_epoch=best_epoch, best_score=best_score, best_model=best_model,
+                extra={"bad_epochs": bad, "stopped": stop}))
+        if stop:
+            if rank == 0:
+                print(f"early stopping: no better {cfg.monitor} for {bad} epochs "
+                      f"(best {best_score:.4f} at epoch {best_epoch})", flush=True)
+            break
+    if best_model is not None:
+        model.load_state_dict(best_model)
+    return FitResult(history=history, best_epoch=best_epoch, best_score=best_score)

@@ -1,0 +1,170 @@
+"""Load a trained model from wherever it lives and map uint8 face crops to class probabilities.
+
+Sources (:func:`load_predictor`):
+
+- a ``models/`` folder (the pipeline's output) or a ``model.pt`` file: PyTorch;
+- an ``.onnx`` file written by ``occlufer export`` (class names in its metadata): onnxruntime;
+- an MLflow model URI (``models:/<name>@<alias>``, ``models:/<name>/<version>``, ``runs:/...``)
+  or a local folder holding an MLflow model: the occlufer pyfunc model logged by ``train``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from occlufer.errors import OccluferError
+
+MODEL_FILE = "model.pt"
+MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
+
+
+@dataclass
+class Predictor:
+    """``predict_proba(faces)``: N×S×S uint8 face crops → N×C float32 probabilities."""
+
+    run: Callable[[np.ndarray], np.ndarray]  # one batch of uint8 faces → probabilities
+    classes: list[str]
+    image_size: int
+    name: str
+    backend: str  # torch or onnxruntime
+    source: str
+
+    def predict_proba(self, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        faces = np.asarray(faces, dtype=np.uint8)
+        if faces.ndim != 3 or faces.shape[1:] != (self.image_size, self.image_size):
+            raise ValueError(f"expected N×{self.image_size}×{self.image_size} uint8 faces, "
+                             f"got shape {faces.shape}")
+        if not len(faces):
+            return np.zeros((0, len(self.classes)), np.float32)
+        return np.concatenate([self.run(faces[i:i + batch_size])
+                               for i in range(0, len(faces), batch_size)])
+
+
+def torch_predictor(path: str | Path, device: str = "cpu") -> Predictor:
+    """PyTorch: a ``model.pt`` written by :func:`occlufer.models.save_model`."""
+    import torch
+
+    from occlufer.models import load_model
+    from occlufer.preprocess import to_input
+    from occlufer.training import resolve_device
+
+    dev = resolve_device(device)
+    model, meta = load_model(path, map_location="cpu")
+    model.to(dev)
+    net = _fast_cpu(model, int(meta["image_size"])) if dev.type == "cpu" else model
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            x = to_input(batch).to(dev)
+            if dev.type == "cpu":
+                x = x.contiguous(memory_format=torch.channels_last)
+            return torch.softmax(net(x).float(), dim=1).cpu().numpy()
+
+    return Predictor(run, list(meta["classes"]), int(meta["image_size"]), meta["name"],
+                     "torch", str(path))
+
+
+def _fast_cpu(model: Any, size: int) -> Any:
+    """CPU inference: channels-last weights (about 2× on the convolutions), then a TorchScript
+    trace optimised for inference (oneDNN, about 1.4× more) when it gives the same
+    probabilities as the eager model on a test batch (else the eager, channels-last model)."""
+    import warnings
+
+    import torch
+
+    model = model.to(memory_format=torch.channels_last).eval()
+    x = torch.randn(8, 1, size, size).contiguous(memory_format=torch.channels_last)
+    try:
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fast = torch.jit.optimize_for_inference(torch.jit.trace(model, x))
+            ok = all(torch.allclose(torch.softmax(fast(b), 1), torch.softmax(model(b), 1),
+                                    atol=1e-5) for b in (x, x[:1]))
+    except Exception:  # noqa: BLE001 - an architecture TorchScript cannot trace: stay eager
+        return model
+    return fast if ok else model
+
+
+def onnx_predictor(path: str | Path, device: str = "cpu", threads: int = 0) -> Predictor:
+    """onnxruntime: an ``.onnx`` file from :func:`occlufer.inference.export.export_onnx`."""
+    import onnxruntime as ort
+
+    from occlufer.inference.export import INPUT
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    providers = ["CPUExecutionProvider"]
+    if device in ("cuda", "auto") and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    elif device == "cuda":
+        raise OccluferError(f"{path}: --device cuda but onnxruntime has no CUDA provider "
+                            "(pip install onnxruntime-gpu); use --device cpu")
+    try:
+        session = ort.InferenceSession(str(path), opts, providers=providers)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise OccluferError(f"{path}: not a readable ONNX model "
+                            f"({str(exc).splitlines()[0][:200]}); export one with "
+                            "`occlufer export --format onnx`") from None
+    meta = session.get_modelmeta().custom_metadata_map
+    if "classes" not in meta:
+        raise OccluferError(f"{path}: ONNX model without occlufer metadata (classes); "
+                            "export it with `occlufer export --format onnx`")
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        return session.run(None, {INPUT: np.ascontiguousarray(batch, np.uint8)})[0]
+
+    return Predictor(run, json.loads(meta["classes"]), int(meta["image_size"]),
+                     meta.get("name", "?"), "onnxruntime", str(path))
+
+
+def is_mlflow_uri(source: str) -> bool:
+    return source.startswith(MLFLOW_SCHEMES)
+
+
+def load_predictor(source: str | Path | None = None, device: str = "cpu",
+                   threads: int = 0) -> Predictor:
+    """A :class:`Predictor` for a models/ folder, model.pt, .onnx file or MLflow model URI."""
+    text = str(source) if source is not None else "models"
+    if is_mlflow_uri(text):
+        from occlufer import tracking
+
+        return _from_mlflow_dir(tracking.download_model(text), text, device)
+    path = Path(text)
+    if path.suffix.lower() == ".onnx":
+        if not path.is_file():
+            raise OccluferError(f"{path}: no such ONNX file; write one with "
+                                "`occlufer export --format onnx --out model.onnx`")
+        return onnx_predictor(path, device, threads)
+    if path.is_dir() and (path / "MLmodel").is_file():
+        return _from_mlflow_dir(path, text, device)
+    pt = path / MODEL_FILE if path.is_dir() or path.suffix != ".pt" else path
+    if not pt.is_file():
+        raise OccluferError(f"{pt}: no model file; train one first (`dvc repro`) or pass "
+                            "--model (a models/ folder, model.pt, model.onnx or an MLflow "
+                            "models:/ URI)")
+    return torch_predictor(pt, device)
+
+
+def _from_mlflow_dir(folder: Path, source: str, device: str) -> Predictor:
+    """The occlufer pyfunc model keeps ``model.pt`` among its artifacts."""
+    found = sorted(Path(folder).glob(f"artifacts/**/{MODEL_FILE}"))
+    if not found:
+        raise OccluferError(f"{source}: not an occlufer MLflow model (no artifacts/{MODEL_FILE});"
+                            " models logged by `train` since the pyfunc model are")
+    predictor = torch_predictor(found[0], device)
+    predictor.source = source
+    return predictor
+
+
+def top_labels(probs: np.ndarray, classes: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """Labels and confidences (the largest probability) of N×C probabilities."""
+    idx = probs.argmax(axis=1) if len(probs) else np.zeros(0, np.int64)
+    return [classes[i] for i in idx], probs[np.arange(len(probs)), idx]

@@ -1,0 +1,146 @@
+"""Training batches: fresh occlusions (numpy, per image) and geometry/photometry (torch, per batch).
+
+Every random draw is derived from ``(seed, epoch, batch)`` or ``(seed, image, epoch)``, so an
+epoch is reproducible whatever the number of DataLoader workers, and a run resumed from a
+checkpoint sees exactly the batches an uninterrupted one would have seen.
+
+Why not albumentations for flips and affines: its transforms are per-image Python calls. Here
+the whole batch is warped with one ``affine_grid`` / ``grid_sample`` on the training device — on
+a GPU that keeps the data path off the CPU, on a CPU it costs a few percent of a step — and the
+occlusion masks are warped with the faces, which the occlusion-aware model needs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from occlufer.config import AugmentCfg, OcclusionCfg
+from occlufer.occlusion import OcclusionAugment
+
+
+def batch_seed(*keys: int) -> int:
+    """A 63-bit seed from integer keys (e.g. seed, epoch, batch)."""
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(2, np.uint64)[0]
+               >> np.uint64(1))
+
+
+@dataclass
+class TrainArrays:
+    """The training rows: images, labels, which rows are occluded copies, and their sources.
+
+    ``source[i]`` is the row of occluded row ``i``'s clean face (``-1`` for clean rows and for
+    occluded rows whose clean face is not in the set); ``masks`` are the recorded occlusion masks.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    occluded: np.ndarray
+    source: np.ndarray
+    masks: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def source_rows(ids: np.ndarray, src_ids: np.ndarray, occluded: np.ndarray) -> np.ndarray:
+    """For each row, the row whose ``id`` is its ``src_id`` when it is occluded, else -1."""
+    where = {v: i for i, v in enumerate(ids)}
+    return np.array([where.get(s, -1) if o else -1 for s, o in zip(src_ids, occluded,
+                                                                  strict=True)], dtype=np.int64)
+
+
+class BatchSource(torch.utils.data.Dataset):
+    """Item ``b`` of an epoch's plan is one whole batch: (images uint8, labels, masks uint8).
+
+    With ``fresh_occlusion`` an occluded row is re-drawn from its clean face with a new occluder
+    every epoch (so the 1:1 clean/occluded mix of the split holds in every epoch, with a new
+    sample of occlusions each time); ``occlude_clean`` occludes that fraction of clean rows too.
+    """
+
+    def __init__(self, data: TrainArrays, plan: list[np.ndarray], epoch: int, seed: int,
+                 aug: AugmentCfg, occlusion: OcclusionCfg | None) -> None:
+        self.data, self.plan, self.epoch, self.seed, self.aug = data, plan, epoch, seed, aug
+        self.fresh = self.extra = None
+        if occlusion is not None and aug.fresh_occlusion:
+            self.fresh = OcclusionAugment(occlusion, seed, p=1.0, pool=data.images)
+        if occlusion is not None and aug.occlude_clean > 0:
+            self.extra = OcclusionAugment(occlusion, seed + 1, p=aug.occlude_clean,
+                                          pool=data.images)
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __getitem__(self, b: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        idx = self.plan[b]
+        d = self.data
+        images = np.asarray(d.images[idx]).copy()
+        masks = (np.asarray(d.masks[idx]).copy() if d.masks is not None
+                 else np.zeros(images.shape, dtype=bool))
+        if self.fresh is not None:
+            rows = np.flatnonzero(d.source[idx] >= 0)
+            if len(rows):
+                src = d.source[idx[rows]]
+                # keyed by the clean row: it has exactly one occluded copy in the split
+                images[rows], masks[rows] = self.fresh.batch(d.images[src], src, self.epoch)
+        if self.extra is not None:
+            rows = np.flatnonzero(~d.occluded[idx])
+            if len(rows):
+                new, new_masks = self.extra.batch(images[rows], idx[rows], self.epoch)
+                images[rows], masks[rows] = new, masks[rows] | new_masks
+        return (torch.from_numpy(images), torch.from_numpy(d.labels[idx]),
+                torch.from_numpy(masks.view(np.uint8)))
+
+
+def epoch_plan(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
+               world: int = 1) -> list[np.ndarray]:
+    """This process's batches of an epoch: a seeded permutation cut into batches.
+
+    With several processes, batch ``b`` goes to rank ``b % world`` and every rank gets the same
+    number of batches (the last few are dropped when they do not divide evenly).
+    """
+    order = np.random.default_rng([seed, epoch, 7]).permutation(n)
+    batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    if world > 1:
+        batches = batches[:len(batches) - len(batches) % world]
+    return batches[rank::world]
+
+
+def warp(x: torch.Tensor, masks: torch.Tensor, aug: AugmentCfg, seed: int,
+         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random flip, rotation, zoom, shift, brightness and contrast for a normalised batch.
+
+    ``x``: N×1×H×W in [-1, 1]; ``masks``: N×1×H×W float (warped with the faces).
+    """
+    n = len(x)
+    if n == 0:
+        return x, masks
+    g = torch.Generator().manual_seed(seed)
+
+    def uniform(lo: float, hi: float) -> torch.Tensor:
+        return lo + (hi - lo) * torch.rand(n, generator=g)
+
+    flip = torch.where(torch.rand(n, generator=g) < aug.flip, -1.0, 1.0)
+    angle = uniform(-aug.rotate, aug.rotate) * math.pi / 180
+    lo, hi = aug.scale
+    zoom = torch.exp(uniform(math.log(lo), math.log(hi)))
+    tx, ty = (uniform(-aug.translate, aug.translate) * 2 for _ in range(2))
+    geometric = aug.flip > 0 or aug.rotate > 0 or lo != 1 or hi != 1 or aug.translate > 0
+    if geometric:
+        cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+        theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1),
+                             torch.stack([sin * flip, cos, ty], 1)], 1).to(x.device, x.dtype)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        masks = F.grid_sample(masks, grid, mode="nearest", padding_mode="zeros",
+                              align_corners=False)
+    if aug.brightness > 0 or aug.contrast > 0:
+        shift = (uniform(-aug.brightness, aug.brightness) * 2).to(x.device, x.dtype)
+        gain = uniform(1 - aug.contrast, 1 + aug.contrast).to(x.device, x.dtype)
+        mean = x.mean((1, 2, 3), keepdim=True)
+        x = ((x - mean) * gain.view(-1, 1, 1, 1) + mean + shift.view(-1, 1, 1, 1)).clamp(-1, 1)
+    return x, masks

@@ -1,0 +1,105 @@
+"""The epoch loop: resume equals an uninterrupted run, early stopping, best epoch, schedules."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from occlufer.config import Params
+from occlufer.data.store import read_store
+from occlufer.models import build_model
+from occlufer.stages.train import label_codes, train_arrays
+from occlufer.training import TrainState, ValArrays, fit
+from occlufer.training.loop import _scheduler
+
+
+def _arrays(split_dir):
+    tr, va = read_store(split_dir / "train"), read_store(split_dir / "val")
+    val = ValArrays(va.images, label_codes(va.manifest),
+                    va.manifest["occluded"].to_numpy(dtype=bool))
+    return train_arrays(tr), val
+
+
+def _run(params: Params, split_dir, state: TrainState | None = None, states: list | None = None):
+    torch.manual_seed(params.seed)
+    model = build_model(params.model.name, num_classes=7, image_size=48,
+                        dropout=params.model.dropout, width=params.model.width,
+                        blocks=params.model.blocks)
+    train, val = _arrays(split_dir)
+
+    def keep(stats, st):
+        if states is not None:
+            states.append(copy.deepcopy(st))
+
+    result = fit(model, train, val, params.train, params.model, params.occlusion, params.seed,
+                 torch.device("cpu"), state=state, on_epoch=keep)
+    return model, result
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+AUGMENTED = ("model=occ_resnet", "model.width=8", "model.blocks=[1,1]", "train.epochs=3",
+             "train.augment.fresh_occlusion=true", "train.augment.flip=0.5",
+             "train.augment.rotate=10", "train.augment.brightness=0.2", "train.schedule=cosine",
+             "train.warmup_epochs=0.5", "train.optimizer=sgd", "train.lr=0.05",
+             "train.label_smoothing=0.1", "model.dropout=0.2")
+
+
+def test_resuming_from_any_epoch_ends_like_an_uninterrupted_run(make_params, split_dir) -> None:
+    params = make_params(*AUGMENTED)
+    states: list[TrainState] = []
+    full, full_result = _run(params, split_dir, states=states)
+    assert [s.epoch for s in states] == [1, 2, 3]
+    resumed, result = _run(params, split_dir, state=states[0])
+    assert _same_weights(full, resumed)
+    assert [h.val_mixed_acc for h in result.history] == [
+        h.val_mixed_acc for h in full_result.history]
+    assert [h.train_loss for h in result.history] == [h.train_loss for h in full_result.history]
+    assert result.best_epoch == full_result.best_epoch
+
+
+def test_model_ends_with_the_best_epochs_weights(make_params, split_dir) -> None:
+    params = make_params("train.epochs=3")
+    states: list[TrainState] = []
+    model, result = _run(params, split_dir, states=states)
+    scores = [h.val_mixed_acc for h in result.history]
+    assert result.best_epoch == int(np.argmax(scores)) + 1
+    best = states[-1].best_model
+    assert all(torch.equal(model.state_dict()[k], best[k]) for k in best)
+
+
+def test_early_stopping_stops_after_patience(make_params, split_dir) -> None:
+    # a learning rate of ~0 never improves after epoch 1: stops after 1 + patience epochs
+    params = make_params("train.epochs=6", "train.early_stopping=2", "train.lr=1e-12",
+                         "train.monitor=val/acc")
+    states: list[TrainState] = []
+    _, result = _run(params, split_dir, states=states)
+    assert len(result.history) == 3 and states[-1].stopped
+    # resuming a stopped run trains nothing more
+    _, again = _run(params, split_dir, state=states[-1])
+    assert len(again.history) == 3
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine", "onecycle"])
+def test_schedules_peak_at_lr_and_cosine_decays(params: Params, schedule: str) -> None:
+    cfg = replace(params.train, lr=0.1, schedule=schedule, epochs=4, warmup_epochs=1)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+    sched = _scheduler(opt, cfg, steps_per_epoch=10)
+    lrs = []
+    for _ in range(40):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert max(lrs) == pytest.approx(0.1, rel=1e-3)
+    assert lrs[0] < 0.1                        # warm-up (onecycle: its own)
+    if schedule != "constant":
+        assert lrs[-1] < 0.01                  # decays to ~0
+    else:
+        assert lrs[-1] == pytest.approx(0.1)
