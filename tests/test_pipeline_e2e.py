@@ -157,3 +157,12 @@ def test_queued_sweep_tracks_into_the_repository_store(repo: Path) -> None:
     ratios = sorted(r.data.params["occlusion.ratio"] for r in runs[: len(runs) - before])
     assert ratios == ["0.1", "0.3"]
     assert not list((repo / ".dvc" / "tmp").rglob("mlflow.db"))
+
+
+def test_evaluate_the_logged_mlflow_model_gives_validates_metrics(repo: Path) -> None:
+    run_id = json.loads((repo / "models/mlflow_run.json").read_text())["run_id"]
+    out = repo / "eval_mlflow"
+    _run([str(BIN / "occlufer"), "evaluate", "--data", "data/split/val", "--model",
+          f"runs:/{run_id}/model", "--out", str(out)], repo)
+    staged = json.loads((repo / "reports/validate/metrics.json").read_text())
+    assert json.loads((out / "metrics.json").read_text()) == pytest.approx(staged)
