@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from occlufer import tracking
 from occlufer.config import Params, load_params
 from occlufer.data.store import read_store
@@ -32,8 +34,12 @@ def validate(params: Params, data: Path = DATA, models: Path = MODELS,
                        OcclusionSpec.from_cfg(params.occlusion), params.seed, out,
                        history=models / "history.csv", config=params.to_dict(),
                        model_source=str(models / "model.pt"))
+    # train logged per-epoch val/acc etc. at steps 1..E into the same run; one step later, these
+    # (the selected model's) are the run's latest values, the ones MLflow shows as columns
+    history = models / "history.csv"
+    step = int(pd.read_csv(history)["epoch"].max()) + 1 if history.is_file() else None
     with tracking.resume_run(models / tracking.RUN_FILE):
-        tracking.log_metrics(metrics)
+        tracking.log_metrics(metrics, step=step)
         tracking.log_artifacts(out, "validate")
     print(f"validate: val/acc {metrics.get('val/acc', float('nan')):.4f} "
           f"[{metrics.get('val/acc_ci_low', float('nan')):.3f}, "
