@@ -15,6 +15,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import yaml
 
 from tests.conftest import ROOT
 
@@ -65,14 +66,19 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_repro_writes_metrics_plots_and_mlflow_run(repo: Path) -> None:
     metrics = json.loads((repo / "reports/validate/metrics.json").read_text())
     for key in ("val/acc", "val/macro_f1", "val_occluded/acc", "val_occluded/macro_f1",
-                "val/happy/f1", "val_occluded/surprise/recall"):
-        assert key in metrics
+                "val/happy/f1", "val_occluded/surprise/recall", "val/acc_ci_low",
+                "val/acc_ci_high", "val/ece", "val_occluded/ece", "val/occlusion_drop",
+                "val_occluded/occluder/block/acc", "robustness/block/auc",
+                "robustness/erasing/auc", "robustness/mean_auc", "robustness/n"):
+        assert key in metrics, key
     assert metrics["val/acc"] > 1 / 7 + 0.1, "the smoke model should beat chance clearly"
+    assert metrics["val/acc_ci_low"] < metrics["val/acc"] < metrics["val/acc_ci_high"]
     runs = _runs(repo)
     assert len(runs) == 1
     run = runs[0]
     assert run.data.params["acquire.source"] == "synthetic"
-    assert run.data.metrics["val/acc"] == pytest.approx(metrics["val/acc"])
+    for key, value in metrics.items():  # DVC and MLflow agree on every metric
+        assert run.data.metrics[key] == pytest.approx(value), key
     assert "train/loss" in run.data.metrics
     summary = json.loads((repo / "data/acquired/summary.json").read_text())
     for key in ("read", "kept", "rejected"):
@@ -86,14 +92,31 @@ def test_repro_writes_metrics_plots_and_mlflow_run(repo: Path) -> None:
     plots = shown["data"]
     epochs = int(run.data.params["train.epochs"])
     rows = {name: plots[name][0]["anchor_definitions"]["<DVC_METRIC_DATA>"]
-            for name in ("loss", "accuracy", "confusion_val", "confusion_val_occluded")}
+            for name in ("loss", "accuracy", "confusion_val", "confusion_val_occluded",
+                         "robustness", "reliability")}
     assert len(rows["loss"]) == 2 * epochs and len(rows["accuracy"]) == 3 * epochs
     assert len(rows["confusion_val"]) == metrics["val/n"]
     assert len(rows["confusion_val_occluded"]) == metrics["val_occluded/n"]
-    for image in ("data/acquired/preview.png", "data/occluded/preview.png"):
+    params = yaml.safe_load((repo / "params.yaml").read_text())["validate"]
+    types, ratios = params["robustness_types"], params["robustness_ratios"]
+    assert len(rows["robustness"]) == len(types) * len(ratios)  # one line per occluder
+    assert {float(r["ratio"]) for r in rows["robustness"]} == set(ratios)
+    assert {r["field"] for r in rows["robustness"]} == set(types)
+    assert {r["filename"] for r in rows["reliability"]} == {
+        "reliability_val.csv", "reliability_val_occluded.csv"}
+    assert all(0 <= float(r["accuracy"]) <= 1 for r in rows["reliability"])
+    for image in ("data/acquired/preview.png", "data/occluded/preview.png",
+                  "reports/validate/mistakes.png"):
         assert Path(plots[image][0]["url"]).is_file()
-    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "data")}
+    client = mlflow.MlflowClient()
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "data")}
     assert {"data/preview.png", "data/summary.csv"} <= artifacts
+    logged = {a.path for a in client.list_artifacts(run.info.run_id, "validate")}
+    on_disk = {f"validate/{p.name}" for p in (repo / "reports/validate").iterdir()}
+    assert on_disk <= logged  # the whole report folder, the same files as in DVC
+    assert {"validate/report.md", "validate/robustness.csv", "validate/mistakes.png"} <= logged
+    report = (repo / "reports/validate/report.md").read_text()
+    assert f"{metrics['val/acc']:.3f}" in report and "](robustness.png)" in report
 
 
 def test_second_repro_runs_nothing(repo: Path) -> None:
@@ -134,3 +157,12 @@ def test_queued_sweep_tracks_into_the_repository_store(repo: Path) -> None:
     ratios = sorted(r.data.params["occlusion.ratio"] for r in runs[: len(runs) - before])
     assert ratios == ["0.1", "0.3"]
     assert not list((repo / ".dvc" / "tmp").rglob("mlflow.db"))
+
+
+def test_evaluate_the_logged_mlflow_model_gives_validates_metrics(repo: Path) -> None:
+    run_id = json.loads((repo / "models/mlflow_run.json").read_text())["run_id"]
+    out = repo / "eval_mlflow"
+    _run([str(BIN / "occlufer"), "evaluate", "--data", "data/split/val", "--model",
+          f"runs:/{run_id}/model", "--out", str(out)], repo)
+    staged = json.loads((repo / "reports/validate/metrics.json").read_text())
+    assert json.loads((out / "metrics.json").read_text()) == pytest.approx(staged)

@@ -186,9 +186,21 @@ class TrainCfg:
 
 @dataclass(frozen=True)
 class ValidateCfg:
-    """S500: evaluation of the trained model."""
+    """S500 (and ``occlufer evaluate``): how the model is scored.
+
+    Robustness curves re-occlude the clean val faces with each of ``robustness_types`` at each
+    of ``robustness_ratios`` (the ``occlusion`` section's fills and landmarks, seeded per face).
+    """
 
     batch_size: int = _opt(ge=1)
+    device: str = _opt(choices=("auto", "cpu", "cuda"))
+    robustness_types: list[str] = _opt(subset_of=_occluder_types)  # type: ignore[arg-type]
+    robustness_ratios: list[float] = _opt(ge=0.0, lt=1.0)
+    robustness_max_faces: int = _opt(ge=1)   # stratified, seeded subset of the clean faces
+    bootstrap: int = _opt(ge=100)            # resamples for the confidence intervals
+    ci_level: float = _opt(gt=0.5, lt=1.0)
+    ece_bins: int = _opt(ge=2, le=100)
+    mistakes: int = _opt(ge=0, le=200)       # most confident mistakes shown in the grid
 
 
 @dataclass(frozen=True)
@@ -343,6 +355,11 @@ def _check_relations(obj: Any, prefix: str, where: str) -> None:
             if len(getattr(obj, name)) != 2:
                 raise ConfigError(f"{where}: `{prefix}.{name}` must be [x, y] (fractions of the "
                                   f"image side), got {getattr(obj, name)}")
+    if isinstance(obj, ValidateCfg):
+        r = obj.robustness_ratios
+        if len(r) < 2 or any(b <= a for a, b in zip(r[:-1], r[1:], strict=True)):
+            raise ConfigError(f"{where}: `{prefix}.robustness_ratios` must be at least two "
+                              f"increasing ratios, got {r}; e.g. [0, 0.1, 0.2, 0.3, 0.4, 0.5]")
     if isinstance(obj, SplitCfg) and obj.val_fraction + obj.test_fraction >= 1.0:
         raise ConfigError(f"{where}: `{prefix}.val_fraction` + `{prefix}.test_fraction` = "
                           f"{obj.val_fraction + obj.test_fraction} leaves no train data; "

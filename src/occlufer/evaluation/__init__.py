@@ -1,5 +1,9 @@
-"""Evaluation: classification metrics and plots for clean and occluded faces."""
+"""Evaluation: metrics, robustness curves, calibration, plots and the report.
 
-from occlufer.evaluation.metrics import classification_metrics, confusion_png
+:func:`~occlufer.evaluation.evaluate.evaluate` is the one entry point (the ``validate`` stage
+and ``occlufer evaluate`` call it).
+"""
 
-__all__ = ["classification_metrics", "confusion_png"]
+from occlufer.evaluation.metrics import bootstrap_ci, classification_metrics, confusion_png
+
+__all__ = ["bootstrap_ci", "classification_metrics", "confusion_png"]

@@ -1,0 +1,91 @@
+"""``report.md``: the page to share — headline table with intervals, plots, configuration."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+
+def _f(x: float | None, digits: int = 3) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _row(metrics: Mapping[str, float], prefix: str, label: str) -> str:
+    m = metrics.get
+    ci = f"[{_f(m(f'{prefix}/acc_ci_low'))}, {_f(m(f'{prefix}/acc_ci_high'))}]"
+    return (f"| {label} | {int(m(f'{prefix}/n', 0))} | **{_f(m(f'{prefix}/acc'))}** | {ci} | "
+            f"{_f(m(f'{prefix}/macro_f1'))} | {_f(m(f'{prefix}/ece'))} |")
+
+
+def write_report(out: Path, metrics: Mapping[str, float], *, classes: Sequence[str],
+                 curves: pd.DataFrame | None, auc: Mapping[str, float],
+                 config: Mapping[str, Any], data_source: str, model_source: str) -> Path:
+    """Write ``out/report.md`` (images linked relative to it) and return its path."""
+    level = config.get("validate", {}).get("ci_level", 0.95) if config else 0.95
+    lines = ["# Validation report", "",
+             f"Model: `{model_source}` · data: `{data_source}`.",
+             "", "## Headline", "",
+             f"Accuracy with its {level:.0%} bootstrap interval over faces; ECE = expected "
+             "calibration error (0 = confidence matches accuracy).", "",
+             "| faces | n | accuracy | interval | macro-F1 | ECE |",
+             "| --- | ---: | ---: | --- | ---: | ---: |"]
+    if "val/n" in metrics:
+        lines.append(_row(metrics, "val", "clean"))
+    if "val_occluded/n" in metrics:
+        lines.append(_row(metrics, "val_occluded", "occluded (all)"))
+    occluders = sorted({k.split("/")[2] for k in metrics
+                        if k.startswith("val_occluded/occluder/") and k.endswith("/acc")})
+    for kind in occluders:
+        lines.append(_row(metrics, f"val_occluded/occluder/{kind}", f"occluded: {kind}"))
+    if "val/occlusion_drop" in metrics:
+        lines += ["", f"Occlusion drop (clean − occluded accuracy): "
+                      f"**{_f(metrics['val/occlusion_drop'])}**."]
+    if metrics.get("excluded/n", 0) > 0:
+        per = ", ".join(f"{k.split('/')[1]}: {int(v)}" for k, v in sorted(metrics.items())
+                        if k.startswith("excluded/") and k.count("/") == 2)
+        lines += ["", f"**{int(metrics['excluded/n'])} faces excluded** — their class is not "
+                      f"one the model knows ({per}); they are left out of every metric above, "
+                      "not counted as errors."]
+    if curves is not None:
+        ratios = list(curves["ratio"])
+        lines += ["", "## Robustness", "",
+                  f"The {int(metrics['robustness/n'])} clean faces re-occluded by each type at "
+                  "each ratio (fraction of the face covered); accuracy per ratio and the "
+                  "normalised area under the curve (mean accuracy over the range, higher = more "
+                  "robust).", "",
+                  "| occluder | " + " | ".join(f"{r:g}" for r in ratios) + " | area |",
+                  "| --- | " + " | ".join("---:" for _ in ratios) + " | ---: |"]
+        for kind in curves.columns.drop("ratio"):
+            lines.append(f"| {kind} | " + " | ".join(_f(v) for v in curves[kind])
+                         + f" | **{_f(auc[kind])}** |")
+        lines += ["", f"Mean area **{_f(metrics['robustness/mean_auc'])}** "
+                      f"[{_f(metrics['robustness/mean_auc_ci_low'])}, "
+                      f"{_f(metrics['robustness/mean_auc_ci_high'])}].", "",
+                  "![robustness curves](robustness.png)"]
+    lines += ["", "## Calibration", "", "![reliability diagram](reliability.png)",
+              "", "## Confusion matrices", ""]
+    lines += [f"![confusion {g}](confusion_{g}.png)" for g in ("val", "val_occluded")
+              if (out / f"confusion_{g}.png").is_file()]
+    lines += ["", "## Per class", "", "| class | clean precision | clean recall | clean F1 | "
+              "occluded F1 | support (clean) |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for c in classes:
+        g = metrics.get
+        lines.append(f"| {c} | {_f(g(f'val/{c}/precision'))} | {_f(g(f'val/{c}/recall'))} | "
+                     f"{_f(g(f'val/{c}/f1'))} | {_f(g(f'val_occluded/{c}/f1'))} | "
+                     f"{int(g(f'val/{c}/support', 0))} |")
+    if (out / "mistakes.png").is_file():
+        lines += ["", "## Most confident mistakes", "",
+                  "Caption: true class, `>` predicted class and its probability, occluder.", "",
+                  "![most confident mistakes](mistakes.png)"]
+    if (out / "training.png").is_file():
+        lines += ["", "## Training", "", "![training curves](training.png)"]
+    lines += ["", "## Configuration", "", "```yaml",
+              yaml.safe_dump(dict(config), sort_keys=False).rstrip(), "```", ""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
