@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -23,6 +19,7 @@ from occlufer.inference.predictor import load_predictor
 from occlufer.inference.serving import output_columns, predict_frame
 from occlufer.labels import CLASSES
 from tests.inference.conftest import b64, encode, face_photo
+from tests.servers import free_port, running
 
 FACES = generate(SyntheticSpec(n_per_class=1, size=48), seed=7)[0]  # 7 faces, 48×48
 
@@ -102,12 +99,6 @@ def test_pyfunc_model_through_mlflow_registry(model_pt: Path, tracking_store: st
 
 # ----------------------------------------------------------------- the real scoring server
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _post(url: str, body: bytes | dict) -> tuple[int, dict]:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     req = urllib.request.Request(f"{url}/invocations", data=data,
@@ -131,28 +122,13 @@ def test_mlflow_models_serve_answers_images_arrays_and_bad_requests(
     (logged,) = mlflow.search_logged_models(output_format="list")
     version = mlflow.register_model(logged.model_uri, "fer-served")
     mlflow.MlflowClient().set_registered_model_alias("fer-served", "prod", version.version)
-    port = _free_port()
-    log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m",
-         "models:/fer-served@prod", "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port),
-         "-w", "1"],
-        cwd=tmp_path, env={**os.environ, "MLFLOW_TRACKING_URI": tracking_store}, stdout=log,
-        stderr=subprocess.STDOUT, start_new_session=True)
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/ping", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"mlflow models serve did not start:\n"
-                            f"{(tmp_path / 'serve.log').read_text()[-3000:]}")
-            time.sleep(0.5)
+    cmd = [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m",
+           "models:/fer-served@prod", "--env-manager", "local", "-h", "127.0.0.1", "-p",
+           str(port), "-w", "1"]
+    with running(cmd, f"{url}/ping", tmp_path / "serve.log", cwd=tmp_path,
+                 env={**os.environ, "MLFLOW_TRACKING_URI": tracking_store}):
         served = load_predictor(tmp_path / "models")
         expected = served.predict_proba(FACES[:2])
         status, body = _post(url, {"dataframe_records": [
@@ -179,10 +155,3 @@ def test_mlflow_models_serve_answers_images_arrays_and_bad_requests(
             assert _post(url, request) == (200, {"predictions": []})
         status, body = _post(url, {"dataframe_records": [{"image": 12345}]})  # not an image
         assert status == 200 and body["predictions"][0]["status"] == "error"
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
