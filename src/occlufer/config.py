@@ -173,6 +173,7 @@ class TrainCfg:
     augment: AugmentCfg = _opt()
     device: str = _opt(choices=("auto", "cpu", "cuda"))
     amp: bool = _opt()                          # CUDA: bf16 autocast + channels_last
+    cpu_amp: bool = _opt()                      # CPU: the same where the CPU has native bf16
     devices: int = _opt(ge=1)                   # processes on this node (DDP via torchrun)
     nodes: int = _opt(ge=1)                     # nodes (each runs the stage; see README)
     rdzv_endpoint: str | None = _opt()          # host:port of node 0 when nodes > 1

@@ -76,23 +76,39 @@ class Occlusion:
 
 
 @dataclass
-class _Draw:
-    kind: str
-    ratio: float
-    fill: str
-    u: np.ndarray
+class _Draws:
+    """Per-image decisions for a batch: type, target ratio, fill and the shape uniforms."""
+
+    kinds: np.ndarray  # N object (str)
+    ratios: np.ndarray  # N float64
+    fills: list[str]
+    u: np.ndarray  # N×K float64
+
+    def take(self, rows: np.ndarray) -> _Draws:
+        return _Draws(self.kinds[rows], self.ratios[rows], [self.fills[i] for i in rows],
+                      self.u[rows])
 
 
-def _draw(rng: np.random.Generator, spec: OcclusionSpec) -> _Draw:
-    """Type, ratio, fill and the shape uniforms: one call to the generator per image."""
-    head = rng.random(3 + shapes.N_UNIFORMS)
+def _draws(rngs: Sequence[np.random.Generator], spec: OcclusionSpec) -> _Draws:
+    """Type, ratio, fill and the shape uniforms: one call to each image's generator.
+
+    Each image's row comes from its own generator alone; the choices are then vectorised.
+    """
+    k = 3 + shapes.N_UNIFORMS
+    head = np.stack([rng.random(k) for rng in rngs]) if len(rngs) else np.zeros((0, k))
     w = np.asarray(spec.weights, dtype=np.float64)
-    kind = spec.types[min(int(np.searchsorted(np.cumsum(w / w.sum()), head[0], side="right")),
-                          len(w) - 1)]
+    pick = np.minimum(np.searchsorted(np.cumsum(w / w.sum()), head[:, 0], side="right"),
+                      len(w) - 1)
     lo, hi = spec.ratio
-    ratio = float(lo if hi <= lo else lo + (hi - lo) * head[1])
-    fill = spec.fills[min(int(head[2] * len(spec.fills)), len(spec.fills) - 1)]
-    return _Draw(kind, ratio, fill, head[3:])
+    ratios = np.full(len(head), lo, dtype=np.float64) if hi <= lo else lo + (hi - lo) * head[:, 1]
+    fill = np.minimum((head[:, 2] * len(spec.fills)).astype(np.int64), len(spec.fills) - 1)
+    return _Draws(np.asarray(spec.types, dtype=object)[pick], ratios,
+                  [spec.fills[i] for i in fill], head[:, 3:])
+
+
+#: style switches read off the shape uniforms: kind -> (column of u, threshold). Rows of one
+#: kind are rendered in chunks of a single style, so painters compute only that style's paint.
+_STYLE_SWITCH = {"sunglasses": (3, 0.75), "mask": (3, 0.6), "hair": (3, 0.65), "hand": (12, 0.75)}
 
 
 def _texture(pool: np.ndarray | None, own: int, order: np.ndarray | None, image: np.ndarray,
@@ -115,34 +131,33 @@ def _texture(pool: np.ndarray | None, own: int, order: np.ndarray | None, image:
     return np.roll(np.asarray(pool[pos]), (dy, dx), axis=(0, 1))
 
 
-def _fill_paint(draws: list[_Draw], rngs: list[np.random.Generator], images: np.ndarray,
+def _fill_paint(draws: _Draws, rngs: list[np.random.Generator], images: np.ndarray,
                 pool: np.ndarray | None, own: np.ndarray, order: np.ndarray | None,
                 ) -> np.ndarray:
     """Per-image paint for the plain fills: gray level, uniform noise, texture from a face."""
     out = np.empty(images.shape, dtype=np.float64)
-    for i, (d, rng) in enumerate(zip(draws, rngs, strict=True)):
-        if d.fill == "gray":
-            out[i] = int(d.u[29] * 256)
-        elif d.fill == "noise":
+    for i, (fill, rng) in enumerate(zip(draws.fills, rngs, strict=True)):
+        if fill == "gray":
+            out[i] = int(draws.u[i, 29] * 256)
+        elif fill == "noise":
             out[i] = rng.integers(0, 256, size=images.shape[1:], dtype=np.uint8)
         else:
-            out[i] = _texture(pool, int(own[i]), order, images[i], d.u, rng)
+            out[i] = _texture(pool, int(own[i]), order, images[i], draws.u[i], rng)
     return out
 
 
-def _render(kind: str, images: np.ndarray, draws: list[_Draw], rngs: list[np.random.Generator],
+def _render(kind: str, images: np.ndarray, draws: _Draws, rngs: list[np.random.Generator],
             spec: OcclusionSpec, pool: np.ndarray | None, own: np.ndarray,
             order: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     b, h, w = images.shape
     if kind in ("coarse_dropout", "grid_dropout", "erasing"):
         out, masks, styles = np.empty_like(images), np.empty(images.shape, dtype=bool), []
-        for i, (d, rng) in enumerate(zip(draws, rngs, strict=True)):
-            fill = d.fill if d.fill != "texture" else "gray"  # albumentations has no texture fill
-            out[i], masks[i] = dropouts.dropout(kind, rng, images[i], d.ratio, fill)
+        for i, (fill, rng) in enumerate(zip(draws.fills, rngs, strict=True)):
+            fill = fill if fill != "texture" else "gray"  # albumentations has no texture fill
+            out[i], masks[i] = dropouts.dropout(kind, rng, images[i], draws.ratios[i], fill)
             styles.append(fill)
         return out, masks, styles
-    u = np.stack([d.u for d in draws])
-    ratios = np.array([d.ratio for d in draws])
+    u, ratios = draws.u, draws.ratios
     x, y = shapes.grid(h, w)
     pts = shapes.landmarks(spec.landmarks, u)
     if kind == "block":
@@ -167,7 +182,7 @@ def _render(kind: str, images: np.ndarray, draws: list[_Draw], rngs: list[np.ran
     masks, thr = shapes.threshold(f, ratios)
     if kind in ("block", "polygon"):
         paint = _fill_paint(draws, rngs, images, pool, own, order)
-        styles = [d.fill for d in draws]
+        styles = list(draws.fills)
     elif kind == "sunglasses":
         paint = shapes.sunglasses_paint(u, f, thr, is_lens, flag, x, y, pts, h, w)
     elif kind == "mask":
@@ -199,23 +214,25 @@ def occlude_batch(images: np.ndarray, rngs: Sequence[np.random.Generator], spec:
     if pool is None:
         pool, pool_index = images, np.arange(n)
     own = np.full(n, -1) if pool_index is None else np.asarray(pool_index)
-    draws = [_draw(rng, spec) for rng in rngs]
+    draws = _draws(rngs, spec)
     out = np.empty_like(images)
     masks = np.zeros(images.shape, dtype=bool)
     styles = [""] * n
-    kinds = np.array([d.kind for d in draws])
+    kinds = draws.kinds
     chunk = max(4, _CHUNK_PIXELS // max(1, images.shape[1] * images.shape[2]))
     for kind in dict.fromkeys(kinds):
         rows = np.flatnonzero(kinds == kind)
+        if kind in _STYLE_SWITCH:  # one style per chunk (stable, so the order is kept)
+            col, cut = _STYLE_SWITCH[kind]
+            rows = rows[np.argsort(draws.u[rows, col] >= cut, kind="stable")]
         for start in range(0, len(rows), chunk):
             part = rows[start:start + chunk]
-            o, m, s = _render(kind, images[part], [draws[i] for i in part],
+            o, m, s = _render(kind, images[part], draws.take(part),
                               [rngs[i] for i in part], spec, pool, own[part], pool_order)
             out[part], masks[part] = o, m
             for i, style in zip(part, s, strict=True):
                 styles[i] = style
-    return Occlusion(out, masks, kinds.tolist(), styles,
-                     np.array([d.ratio for d in draws], dtype=np.float64))
+    return Occlusion(out, masks, kinds.tolist(), styles, draws.ratios.astype(np.float64))
 
 
 _STATE: dict = {}

@@ -107,6 +107,19 @@ def _c(x: np.ndarray) -> np.ndarray:
     return (x if x.dtype == bool else x.astype(np.float32))[:, None, None]
 
 
+def _pick(flag: np.ndarray, first, second) -> np.ndarray:  # noqa: ANN001 - callables
+    """``where(flag, first(), second())`` per image, computing only the branches in use.
+
+    The engine renders chunks of one style, so usually only one branch is computed.
+    """
+    flag = np.asarray(flag, dtype=bool)
+    if flag.all():
+        return np.asarray(first())
+    if not flag.any():
+        return np.asarray(second())
+    return np.where(_c(flag), first(), second())
+
+
 def _lerp(a: float, b: float, t: np.ndarray) -> np.ndarray:
     return a + (b - a) * t
 
@@ -166,19 +179,23 @@ def sunglasses_field(u: np.ndarray, pts: Points, x: np.ndarray, y: np.ndarray,
 def sunglasses_paint(u: np.ndarray, f: np.ndarray, thr: np.ndarray, is_lens: np.ndarray,
                      shades: np.ndarray, x: np.ndarray, y: np.ndarray, pts: Points,
                      h: int, w: int) -> np.ndarray:
-    rel = f / _c(np.maximum(thr, 1e-9))  # 0 at the centre, 1 at the edge
-    tint = _c(_lerp(12, 70, u[:, 10] ** 1.5))
-    frame = _c(_lerp(5, 45, u[:, 11]))
-    # lens: darker at the top, lighter below, with a diagonal glare streak
-    grad = (y - pts.ey) * 220 * _c(_lerp(0.3, 1.0, u[:, 12]))
-    streak = np.abs((x - pts.lex) + (y - pts.ey) - 0.05 * _c(u[:, 13])) % 0.36
-    glare = np.where((streak < 0.025) & (rel < 0.75), _c(_lerp(25, 70, u[:, 14])), 0.0)
-    lens = tint + grad + glare
-    glasses = np.where(is_lens & (rel < _c(_lerp(0.78, 0.9, u[:, 15]))), lens, frame)
-    tone = _c(np.where(u[:, 16] < 0.6, _lerp(10, 60, u[:, 17]), _lerp(60, 220, u[:, 17])))
-    band = tone + 10 * np.stack([textures.tile("fabric", h, w, *u[i, 18:21])
-                                 for i in range(len(u))])
-    return np.where(_c(shades), glasses, band)
+    def glasses() -> np.ndarray:
+        rel = f / _c(np.maximum(thr, 1e-9))  # 0 at the centre, 1 at the edge
+        tint = _c(_lerp(12, 70, u[:, 10] ** 1.5))
+        frame = _c(_lerp(5, 45, u[:, 11]))
+        # lens: darker at the top, lighter below, with a diagonal glare streak
+        grad = (y - pts.ey) * 220 * _c(_lerp(0.3, 1.0, u[:, 12]))
+        streak = np.abs((x - pts.lex) + (y - pts.ey) - 0.05 * _c(u[:, 13])) % 0.36
+        glare = np.where((streak < 0.025) & (rel < 0.75), _c(_lerp(25, 70, u[:, 14])), 0.0)
+        lens = tint + grad + glare
+        return np.where(is_lens & (rel < _c(_lerp(0.78, 0.9, u[:, 15]))), lens, frame)
+
+    def band() -> np.ndarray:
+        tone = _c(np.where(u[:, 16] < 0.6, _lerp(10, 60, u[:, 17]), _lerp(60, 220, u[:, 17])))
+        return tone + 10 * np.stack([textures.tile("fabric", h, w, *u[i, 18:21])
+                                     for i in range(len(u))])
+
+    return _pick(shades, glasses, band)
 
 
 # --- mask / scarf ------------------------------------------------------------------------------
@@ -208,20 +225,25 @@ def mask_paint(u: np.ndarray, f: np.ndarray, thr: np.ndarray, top: np.ndarray,
                surgical: np.ndarray, x: np.ndarray, y: np.ndarray, pts: Points,
                h: int, w: int) -> np.ndarray:
     depth = y - (top - _c(thr))  # distance below the top edge
-    light = u[:, 10] < 0.75
-    tone_s = _c(np.where(light, _lerp(165, 245, u[:, 11]), _lerp(25, 80, u[:, 11])))
-    shade = 1 - 0.3 * ((x - pts.nx) / (0.5 * pts.fw)) ** 2
-    pleat = np.mod(depth, _c(_lerp(0.075, 0.1, u[:, 12])))
-    pleats = np.where((pleat < 0.016) & (depth > 0.04), -22.0, 0.0)
-    edge = np.where(depth < 0.018, -15.0, 0.0)
-    surgical_paint = tone_s * shade + pleats + edge
-    kinds = ("knit", "stripes", "fabric")
-    kind = [kinds[min(int(v * 3), 2)] for v in u[:, 13]]
-    tex = np.stack([textures.tile(kind[i], h, w, *u[i, 14:17]) for i in range(len(u))])
-    tone_c = _c(_lerp(30, 220, u[:, 17]))
-    amp = _c(_lerp(12, 35, u[:, 18]))
-    scarf_paint = tone_c + amp * tex + np.where(depth < 0.02, -18.0, 0.0)
-    return np.where(_c(surgical), surgical_paint, scarf_paint)
+
+    def surgical_paint() -> np.ndarray:
+        light = u[:, 10] < 0.75
+        tone_s = _c(np.where(light, _lerp(165, 245, u[:, 11]), _lerp(25, 80, u[:, 11])))
+        shade = 1 - 0.3 * ((x - pts.nx) / (0.5 * pts.fw)) ** 2
+        pleat = np.mod(depth, _c(_lerp(0.075, 0.1, u[:, 12])))
+        pleats = np.where((pleat < 0.016) & (depth > 0.04), -22.0, 0.0)
+        edge = np.where(depth < 0.018, -15.0, 0.0)
+        return tone_s * shade + pleats + edge
+
+    def scarf_paint() -> np.ndarray:
+        kinds = ("knit", "stripes", "fabric")
+        kind = [kinds[min(int(v * 3), 2)] for v in u[:, 13]]
+        tex = np.stack([textures.tile(kind[i], h, w, *u[i, 14:17]) for i in range(len(u))])
+        tone_c = _c(_lerp(30, 220, u[:, 17]))
+        amp = _c(_lerp(12, 35, u[:, 18]))
+        return tone_c + amp * tex + np.where(depth < 0.02, -18.0, 0.0)
+
+    return _pick(surgical, surgical_paint, scarf_paint)
 
 
 # --- hand --------------------------------------------------------------------------------------
@@ -278,18 +300,23 @@ def hand_paint(u: np.ndarray, f: np.ndarray, thr: np.ndarray, images: np.ndarray
                pts: Points, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     """Skin (a tone near the face's own cheeks, lit from the centre) or a gloved texture."""
     rel = f / _c(np.maximum(thr, 1e-9))
-    cheeks = images[:, int(0.55 * h):int(0.7 * h), int(0.2 * w):int(0.8 * w)]
-    own = np.median(cheeks.reshape(len(images), -1), axis=1)
     skin = u[:, 12] < 0.75
-    tone = np.where(u[:, 13] < 0.7, own + (u[:, 14] - 0.5) * 40, _lerp(70, 210, u[:, 14]))
-    tone = _c(np.clip(tone, 45, 225))
-    mottle = np.stack([textures.tile("mottle", h, w, *u[i, 15:18]) for i in range(len(u))])
-    skin_paint = tone * (1.12 - 0.3 * rel**2) + 6 * mottle + np.where(rel > 0.93, -25.0, 0.0)
-    kinds = ("knit", "fabric", "stripes")
-    tex = np.stack([textures.tile(kinds[min(int(u[i, 18] * 3), 2)], h, w, *u[i, 19:22])
-                    for i in range(len(u))])
-    glove = _c(_lerp(20, 230, u[:, 22])) + _c(_lerp(10, 30, u[:, 23])) * tex - 20 * rel**2
-    return np.where(_c(skin), skin_paint, glove), skin
+
+    def skin_paint() -> np.ndarray:
+        cheeks = images[:, int(0.55 * h):int(0.7 * h), int(0.2 * w):int(0.8 * w)]
+        own = np.median(cheeks.reshape(len(images), -1), axis=1)
+        tone = np.where(u[:, 13] < 0.7, own + (u[:, 14] - 0.5) * 40, _lerp(70, 210, u[:, 14]))
+        tone = _c(np.clip(tone, 45, 225))
+        mottle = np.stack([textures.tile("mottle", h, w, *u[i, 15:18]) for i in range(len(u))])
+        return tone * (1.12 - 0.3 * rel**2) + 6 * mottle + np.where(rel > 0.93, -25.0, 0.0)
+
+    def glove() -> np.ndarray:
+        kinds = ("knit", "fabric", "stripes")
+        tex = np.stack([textures.tile(kinds[min(int(u[i, 18] * 3), 2)], h, w, *u[i, 19:22])
+                        for i in range(len(u))])
+        return _c(_lerp(20, 230, u[:, 22])) + _c(_lerp(10, 30, u[:, 23])) * tex - 20 * rel**2
+
+    return _pick(skin, skin_paint, glove), skin
 
 
 # --- hair / hat --------------------------------------------------------------------------------
@@ -311,15 +338,23 @@ def hair_field(u: np.ndarray, pts: Points, x: np.ndarray, y: np.ndarray,
 def hair_paint(u: np.ndarray, f: np.ndarray, thr: np.ndarray, hair: np.ndarray,
                h: int, w: int) -> np.ndarray:
     depth = _c(thr) - f  # distance above the lower edge
-    dark = u[:, 10] < 0.7
-    tone_h = _c(np.where(dark, _lerp(10, 70, u[:, 11]), _lerp(90, 200, u[:, 11])))
-    strands = np.stack([textures.tile("strands", h, w, *u[i, 12:15]) for i in range(len(u))])
-    hair_paint = tone_h + _c(_lerp(18, 35, u[:, 15])) * strands + np.where(depth < 0.02, -8.0, 0)
-    tone_t = _c(_lerp(15, 235, u[:, 16]))
-    fabric = np.stack([textures.tile("fabric", h, w, *u[i, 17:20]) for i in range(len(u))])
-    brim = np.where(depth < _c(_lerp(0.05, 0.09, u[:, 20])), _c(_lerp(-45, 30, u[:, 21])), 0.0)
-    hat_paint = tone_t + 7 * fabric + brim + np.where(depth < 0.012, -25.0, 0.0)
-    return np.where(_c(hair), hair_paint, hat_paint)
+
+    def hair_paint() -> np.ndarray:
+        dark = u[:, 10] < 0.7
+        tone_h = _c(np.where(dark, _lerp(10, 70, u[:, 11]), _lerp(90, 200, u[:, 11])))
+        strands = np.stack([textures.tile("strands", h, w, *u[i, 12:15])
+                            for i in range(len(u))])
+        return (tone_h + _c(_lerp(18, 35, u[:, 15])) * strands
+                + np.where(depth < 0.02, -8.0, 0))
+
+    def hat_paint() -> np.ndarray:
+        tone_t = _c(_lerp(15, 235, u[:, 16]))
+        fabric = np.stack([textures.tile("fabric", h, w, *u[i, 17:20]) for i in range(len(u))])
+        brim = np.where(depth < _c(_lerp(0.05, 0.09, u[:, 20])), _c(_lerp(-45, 30, u[:, 21])),
+                        0.0)
+        return tone_t + 7 * fabric + brim + np.where(depth < 0.012, -25.0, 0.0)
+
+    return _pick(hair, hair_paint, hat_paint)
 
 
 # --- polygon -----------------------------------------------------------------------------------

@@ -62,9 +62,14 @@ class BatchSource(torch.utils.data.Dataset):
     sample of occlusions each time); ``occlude_clean`` occludes that fraction of clean rows too.
     """
 
+    #: batches whose fresh occlusions are drawn together: one call per occluder type for many
+    #: batches instead of one per batch (the outputs are the same: every draw is per image)
+    group = 16
+
     def __init__(self, data: TrainArrays, plan: list[np.ndarray], epoch: int, seed: int,
                  aug: AugmentCfg, occlusion: OcclusionCfg | None) -> None:
         self.data, self.plan, self.epoch, self.seed, self.aug = data, plan, epoch, seed, aug
+        self._ahead: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self.fresh = self.extra = None
         if occlusion is not None and aug.fresh_occlusion:
             self.fresh = OcclusionAugment(occlusion, seed, p=1.0, pool=data.images)
@@ -82,11 +87,9 @@ class BatchSource(torch.utils.data.Dataset):
         masks = (np.asarray(d.masks[idx]).copy() if d.masks is not None
                  else np.zeros(images.shape, dtype=bool))
         if self.fresh is not None:
-            rows = np.flatnonzero(d.source[idx] >= 0)
+            rows, new, new_masks = self._fresh(b)
             if len(rows):
-                src = d.source[idx[rows]]
-                # keyed by the clean row: it has exactly one occluded copy in the split
-                images[rows], masks[rows] = self.fresh.batch(d.images[src], src, self.epoch)
+                images[rows], masks[rows] = new, new_masks
         if self.extra is not None:
             rows = np.flatnonzero(~d.occluded[idx])
             if len(rows):
@@ -94,6 +97,32 @@ class BatchSource(torch.utils.data.Dataset):
                 images[rows], masks[rows] = new, masks[rows] | new_masks
         return (torch.from_numpy(images), torch.from_numpy(d.labels[idx]),
                 torch.from_numpy(masks.view(np.uint8)))
+
+
+    def _fresh(self, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Batch ``b``'s occluded rows re-drawn from their clean faces: (rows, images, masks).
+
+        Draws them for the next :attr:`group` batches this process will be asked for (a
+        DataLoader worker serves every ``num_workers``-th batch) in one call, and keeps the rest.
+        """
+        if b not in self._ahead:
+            info = torch.utils.data.get_worker_info()
+            step = info.num_workers if info is not None else 1
+            d, parts = self.data, []
+            for c in range(b, min(len(self.plan), b + self.group * step), step):
+                rows = np.flatnonzero(d.source[self.plan[c]] >= 0)
+                parts.append((c, rows, d.source[self.plan[c][rows]]))
+            # keyed by the clean row: it has exactly one occluded copy in the split
+            src = np.concatenate([p[2] for p in parts])
+            new, new_masks = (self.fresh.batch(d.images[src], src, self.epoch) if len(src)
+                              else (np.zeros((0, *d.images.shape[1:]), np.uint8),
+                                    np.zeros((0, *d.images.shape[1:]), bool)))
+            start = 0
+            for c, rows, _ in parts:
+                end = start + len(rows)
+                self._ahead[c] = (rows, new[start:end], new_masks[start:end])
+                start = end
+        return self._ahead.pop(b)
 
 
 def epoch_plan(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,

@@ -147,6 +147,21 @@ def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int,
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 
 
+def autocast_dtype(cfg: TrainCfg, device: torch.device) -> torch.dtype | None:
+    """bf16 when ``train.amp`` (CUDA) or ``train.cpu_amp`` (CPU with native bf16) asks for it.
+
+    A CPU without native bf16 would emulate it, slower than fp32: it trains in fp32 and says so.
+    """
+    if device.type == "cuda":
+        return torch.bfloat16 if cfg.amp else None
+    if device.type == "cpu" and cfg.cpu_amp:
+        if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            return torch.bfloat16
+        print("train.cpu_amp: this CPU has no native bf16 (AVX512-BF16/AMX); training in fp32",
+              flush=True)
+    return None
+
+
 def _world() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
@@ -197,9 +212,9 @@ def fit(model: nn.Module, train: TrainArrays, val: ValArrays, cfg: TrainCfg,
     """
     rank, world = _world()
     cuda = device.type == "cuda"
-    amp = cfg.amp and cuda
+    amp = autocast_dtype(cfg, device)
     model.to(device)
-    if amp:
+    if amp is not None:
         model.to(memory_format=torch.channels_last)
     net: nn.Module = model
     if world > 1:
@@ -240,10 +255,10 @@ def fit(model: nn.Module, train: TrainArrays, val: ValArrays, cfg: TrainCfg,
             y = labels.to(device, non_blocking=True)
             m = masks.to(device, non_blocking=True).float().unsqueeze(1)
             x, m = warp(x, m, cfg.augment, batch_seed(seed, epoch, b * world + rank, 2))
-            if amp:
+            if amp is not None:
                 x = x.contiguous(memory_format=torch.channels_last)
             optimizer.zero_grad(set_to_none=True)
-            ctx = (torch.autocast("cuda", dtype=torch.bfloat16) if amp
+            ctx = (torch.autocast(device.type, dtype=amp) if amp is not None
                    else contextlib.nullcontext())
             with ctx:
                 logits = net(x)
