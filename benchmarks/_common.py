@@ -7,6 +7,9 @@ import platform
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,3 +49,41 @@ def copy_repo(dst: Path) -> Path:
                 ["git", "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "bench"]):
         subprocess.run(cmd, cwd=dst, check=True, capture_output=True)
     return dst
+
+
+def mixed_train_arrays(images: np.ndarray, labels: np.ndarray, occlusion: Any):
+    """Faces plus one occluded copy each (the patent's 1:1 mix), as ``fit`` takes them."""
+    from occlufer.occlusion import OcclusionSpec, occlude_images
+    from occlufer.training import TrainArrays, source_rows
+
+    n = len(images)
+    ids = np.array([f"f{i}" for i in range(n)])
+    occ = occlude_images(images, list(ids), 0, OcclusionSpec.from_cfg(occlusion), workers=1)
+    occluded = np.r_[np.zeros(n, bool), np.ones(n, bool)]
+    return TrainArrays(images=np.concatenate([images, occ.images]),
+                       labels=np.r_[labels, labels].astype(np.int64), occluded=occluded,
+                       source=source_rows(np.r_[ids, ids + "#o"], np.r_[ids, ids], occluded),
+                       masks=np.concatenate([np.zeros_like(occ.masks), occ.masks]))
+
+
+def epoch_img_per_s(params: Any, data: Any, device: str = "cpu", **train: Any) -> float:
+    """Training img/s of one real epoch of ``occlufer.training.fit`` (evaluation excluded).
+
+    ``params``: composed ``Params`` (model, train, occlusion); ``train``: fields of
+    ``params.train`` to replace (e.g. ``augment=...``, ``workers=1``).
+    """
+    from dataclasses import replace
+
+    import torch
+
+    from occlufer.models import build_model
+    from occlufer.training import ValArrays, fit
+
+    cfg = replace(params.train, epochs=1, **train)
+    val = ValArrays(data.images[:64], data.labels[:64], np.zeros(64, bool))
+    torch.manual_seed(0)
+    m = params.model
+    model = build_model(m.name, num_classes=7, image_size=48, dropout=m.dropout, width=m.width,
+                        blocks=m.blocks)
+    result = fit(model, data, val, cfg, m, params.occlusion, 0, torch.device(device))
+    return result.history[0].img_per_s

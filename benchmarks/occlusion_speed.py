@@ -4,26 +4,28 @@
 
 Offline: 32k 48×48 faces (FER2013 JPGs when the folder exists, else synthetic faces) through
 ``occlude_images`` with the default mixture, 1 and 2 worker processes, and each type alone.
-Online: one seed_cnn training epoch (batch 64, CPU) with and without ``OcclusionAugment``
-(p = 0.5, the patent's 1:1 clean/occluded mix) applied to every batch.
+Online: one epoch of the real training loop (``occlufer.training.fit``) on ``--epoch-n`` faces
+plus one occluded copy each (the patent's 1:1 mix), with and without fresh occlusions every
+epoch (``train.augment.fresh_occlusion``; everything else equal), for the tutorial model with
+the default training settings and for the FER2013 CPU recipe.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-from occlufer.config import load_params  # noqa: E402
-from occlufer.occlusion import TYPES, OcclusionAugment, OcclusionSpec, occlude_images  # noqa: E402
-from occlufer.preprocess import to_input  # noqa: E402
+from _common import epoch_img_per_s, hardware, mixed_train_arrays  # noqa: E402
+
+from occlufer.config import compose, load_params, parse_params  # noqa: E402
+from occlufer.occlusion import TYPES, OcclusionSpec, occlude_images  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,46 +59,29 @@ def offline(images: np.ndarray, spec: OcclusionSpec, workers: int, reps: int = 2
     return len(images) / best, len(images) / best_cpu
 
 
-def epoch(images: np.ndarray, labels: np.ndarray, aug: OcclusionAugment | None,
-          batch: int = 64) -> tuple[float, float]:
-    """(epoch seconds, seconds of it spent in the augmentation)."""
-    from occlufer.models import build_model
-
-    torch.manual_seed(0)
-    model = build_model("seed_cnn", num_classes=7, image_size=48, dropout=0.0)
-    opt = torch.optim.Adam(model.parameters(), 1e-3)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    y = torch.as_tensor(labels, dtype=torch.long)
-    order = np.random.default_rng(0).permutation(len(images))
-    t0, in_aug = time.perf_counter(), 0.0
-    for start in range(0, len(order), batch):
-        idx = order[start:start + batch]
-        x = images[idx]
-        if aug is not None:
-            ta = time.perf_counter()
-            x, _ = aug.batch(x, idx, epoch=0)
-            in_aug += time.perf_counter() - ta
-        opt.zero_grad()
-        loss = loss_fn(model(to_input(x)), y[idx])
-        loss.backward()
-        opt.step()
-    return time.perf_counter() - t0, in_aug
+def online(images: np.ndarray, labels: np.ndarray, overrides: list[str], reps: int = 2,
+           ) -> tuple[float, float, int]:
+    """(img/s without, img/s with fresh occlusions, rows): best of ``reps``, interleaved."""
+    params = parse_params(compose(overrides, ROOT / "conf"))
+    data = mixed_train_arrays(images, labels, params.occlusion)
+    on = replace(params.train.augment, fresh_occlusion=True)
+    off = replace(params.train.augment, fresh_occlusion=False)
+    without, with_ = [], []
+    for _ in range(reps):  # interleaved, so that load from other processes hits both alike
+        without.append(epoch_img_per_s(params, data, augment=off))
+        with_.append(epoch_img_per_s(params, data, augment=on))
+    return max(without), max(with_), len(data)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--fer", type=Path, default=Path("/work/shared/datasets/fer2013"))
     ap.add_argument("--n", type=int, default=32298)
-    ap.add_argument("--epoch-n", type=int, default=8000, help="faces per timed training epoch")
+    ap.add_argument("--epoch-n", type=int, default=6000,
+                    help="clean faces in the timed training epoch (plus as many occluded)")
     ap.add_argument("--per-type", action="store_true", help="also time each type alone")
     args = ap.parse_args()
-    info = Path("/proc/cpuinfo")
-    lines = info.read_text().splitlines() if info.exists() else []
-    cpu = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")),
-               platform.processor())
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"hardware: {cores} cores, {cpu}; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
+    print(f"hardware: {hardware()}")
     images, labels, what = faces(args.fer, args.n)
     print(f"data: {len(images)} {images.shape[1]}x{images.shape[2]} {what}")
     spec = OcclusionSpec.from_cfg(load_params(ROOT / "params.yaml").occlusion)
@@ -113,18 +98,14 @@ def main() -> None:
         for kind in TYPES:
             print(f"  {kind:15s} 1 worker: {offline(sub, spec.only(kind), 1, 1)[0]:,.0f} images/s")
     sub, sub_y = images[:args.epoch_n], labels[:args.epoch_n]
-    aug = OcclusionAugment(spec, seed=0, p=0.5, pool=sub)
-    epoch(sub[:512], sub_y[:512], None)  # warm-up
-    plain, with_aug, share = [], [], []
-    for _ in range(3):  # interleaved, so that load from other processes hits both alike
-        plain.append(epoch(sub, sub_y, None)[0])
-        total, in_aug = epoch(sub, sub_y, aug)
-        with_aug.append(total)
-        share.append(in_aug / (total - in_aug))
-    p, a = min(plain), min(with_aug)
-    print(f"online, seed_cnn epoch of {len(sub)} faces, batch 64, CPU: {p:.2f} s without, "
-          f"{a:.2f} s with OcclusionAugment(p=0.5) -> {100 * (a / p - 1):+.1f}% time; "
-          f"augmentation itself = {100 * min(share):.1f}% of the rest of the epoch")
+    recipe = ("FER2013 CPU recipe (compact width 32, batch 128, bf16 where the CPU has it, "
+              "flip/affine/photometric on)")
+    for what, overrides in (("seed_cnn, default train settings (batch 64, fp32)", []),
+                            (recipe, ["experiment=fer2013_cpu"])):
+        without, with_, rows = online(sub, sub_y, overrides)
+        print(f"online, {what}: one epoch of {rows} rows, {without:,.0f} img/s without fresh "
+              f"occlusions, {with_:,.0f} img/s with -> {100 * (without / with_ - 1):+.1f}% time",
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -19,12 +19,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-from _common import hardware  # noqa: E402
+from _common import epoch_img_per_s, hardware, mixed_train_arrays  # noqa: E402
 
 from occlufer.config import compose, parse_params  # noqa: E402
 from occlufer.models import MODELS, build_model  # noqa: E402
@@ -54,15 +53,17 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
-def ceiling(name: str, device: torch.device, batch: int, seconds: float,
+def ceiling(name: str, device: torch.device, batch: int, seconds: float, bf16: bool,
             ) -> tuple[float, float, int]:
-    """(train img/s, inference img/s, parameters) for model ``name`` with its conf defaults."""
+    """(train img/s, inference img/s, parameters) for model ``name`` with its conf defaults.
+
+    ``bf16``: autocast + channels_last, as ``train.amp`` (CUDA) / ``train.cpu_amp`` (CPU) do.
+    """
     p = model_params(name)
     torch.manual_seed(0)
     model = build_model(name, num_classes=7, image_size=48, dropout=p.model.dropout,
                         width=p.model.width, blocks=p.model.blocks).to(device)
-    cuda = device.type == "cuda"
-    fmt = torch.channels_last if cuda else torch.contiguous_format
+    fmt = torch.channels_last if bf16 else torch.contiguous_format
     model = model.to(memory_format=fmt)
     x = torch.randn(batch, 1, 48, 48, device=device).contiguous(memory_format=fmt)
     y = torch.randint(0, 7, (batch,), device=device)
@@ -70,7 +71,7 @@ def ceiling(name: str, device: torch.device, batch: int, seconds: float,
 
     def train_step() -> None:
         opt.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             loss = torch.nn.functional.cross_entropy(model(x).float(), y)
         loss.backward()
         opt.step()
@@ -82,7 +83,7 @@ def ceiling(name: str, device: torch.device, batch: int, seconds: float,
 
     @torch.no_grad()
     def infer_step() -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             model(xi)
 
     infer_rate = _timed(infer_step, batch * 2, seconds)
@@ -90,35 +91,20 @@ def ceiling(name: str, device: torch.device, batch: int, seconds: float,
 
 
 def loop_epoch(name: str, n: int, augment: bool, device: torch.device, batch: int,
-               workers: int) -> float:
+               workers: int, bf16: bool) -> float:
     """img/s of one real training epoch on n synthetic faces + n occluded copies."""
     from occlufer.data.synthetic import SyntheticSpec, generate
-    from occlufer.occlusion import OcclusionSpec, occlude_images
-    from occlufer.training import TrainArrays, ValArrays, fit, source_rows
 
-    p = model_params(name)
     recipe = parse_params(compose(["experiment=fer2013_cpu"], ROOT / "conf"))
+    recipe = replace(recipe, model=model_params(name).model)  # the model's own conf settings
     images, labels, _ = generate(SyntheticSpec(n_per_class=n // 7 + 1, n_subjects=60, size=48,
                                                intensity=(0.35, 1.0), noise=0.04), 0)
-    images, labels = images[:n], labels[:n].astype(np.int64)
-    ids = np.array([f"f{i}" for i in range(n)])
-    occ = occlude_images(images, list(ids), 0, OcclusionSpec.from_cfg(p.occlusion), workers=1)
-    occluded = np.r_[np.zeros(n, bool), np.ones(n, bool)]
-    data = TrainArrays(images=np.concatenate([images, occ.images]),
-                       labels=np.r_[labels, labels], occluded=occluded,
-                       source=source_rows(np.r_[ids, ids + "#o"], np.r_[ids, ids], occluded),
-                       masks=np.concatenate([np.zeros_like(occ.masks), occ.masks]))
+    data = mixed_train_arrays(images[:n], labels[:n], recipe.occlusion)
     aug = recipe.train.augment if augment else replace(
         recipe.train.augment, flip=0.0, rotate=0.0, scale=[1.0, 1.0], translate=0.0, brightness=0.0,
         contrast=0.0, fresh_occlusion=False, occlude_clean=0.0)
-    cfg = replace(recipe.train, epochs=1, batch_size=batch, augment=aug, workers=workers,
-                  amp=device.type == "cuda")
-    val = ValArrays(images[:64], labels[:64], np.zeros(64, bool))
-    torch.manual_seed(0)
-    model = build_model(name, num_classes=7, image_size=48, dropout=p.model.dropout,
-                        width=p.model.width, blocks=p.model.blocks)
-    result = fit(model, data, val, cfg, p.model, p.occlusion, 0, device)
-    return result.history[0].img_per_s
+    return epoch_img_per_s(recipe, data, device.type, batch_size=batch, augment=aug,
+                           workers=workers, amp=bf16, cpu_amp=bf16)
 
 
 def main() -> None:
@@ -130,25 +116,27 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=0, help="DataLoader workers in the loop")
     args = ap.parse_args()
     print(f"hardware: {hardware()}")
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available()
-                                       else [])
-    for device in devices:
+    cpu_bf16 = (torch.backends.mkldnn.is_available()
+                and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    modes = [(torch.device("cpu"), False)] + ([(torch.device("cpu"), True)] if cpu_bf16 else [])
+    if torch.cuda.is_available():
+        modes.append((torch.device("cuda"), True))
+    for device, bf16 in modes:
         batch = 128 if device.type == "cpu" else 512
-        amp = ", bf16 + channels_last" if device.type == "cuda" else ""
-        print(f"\n{device.type}: ceiling (random batch of {batch} in memory, SGD step; "
-              f"inference batch {2 * batch}{amp})")
+        how = "bf16 autocast + channels_last" if bf16 else "fp32"
+        print(f"\n{device.type}, {how}: ceiling (random batch of {batch} in memory, SGD step; "
+              f"inference batch {2 * batch})")
         for name in args.models.split(","):
-            tr, inf, npar = ceiling(name, device, batch, args.seconds)
+            tr, inf, npar = ceiling(name, device, batch, args.seconds, bf16)
             print(f"  {name:11s} {npar / 1e6:5.2f}M params  train {tr:9,.0f} img/s  "
                   f"inference {inf:10,.0f} img/s", flush=True)
         for name in filter(None, args.loop_models.split(",")):
-            plain = loop_epoch(name, args.loop_n, False, device, batch, args.workers)
-            aug = loop_epoch(name, args.loop_n, True, device, batch, args.workers)
+            plain = loop_epoch(name, args.loop_n, False, device, batch, args.workers, bf16)
+            aug = loop_epoch(name, args.loop_n, True, device, batch, args.workers, bf16)
             print(f"  loop {name}: one epoch of {2 * args.loop_n} faces, batch {batch}, "
                   f"{args.workers} workers: {plain:,.0f} img/s plain, {aug:,.0f} img/s with "
                   f"the recipe's augmentation ({100 * (plain / aug - 1):+.1f}% time)",
                   flush=True)
-
 
 if __name__ == "__main__":
     main()

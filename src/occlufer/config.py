@@ -153,6 +153,8 @@ class AugmentCfg:
     fresh_occlusion: bool = _opt()              # re-occlude occluded rows from their clean
     #                                             source every epoch (new occluder, new mask)
     occlude_clean: float = _opt(ge=0.0, le=1.0)  # also occlude this fraction of clean rows
+    warmup_epochs: float = _opt(ge=0.0)         # ramp rotate/scale/translate/brightness/contrast
+    #                                             from 0 to full over these epochs (0 = off)
 
 
 @dataclass(frozen=True)

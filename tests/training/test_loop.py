@@ -103,3 +103,26 @@ def test_schedules_peak_at_lr_and_cosine_decays(params: Params, schedule: str) -
         assert lrs[-1] < 0.01                  # decays to ~0
     else:
         assert lrs[-1] == pytest.approx(0.1)
+
+
+def test_cpu_amp_trains_in_bf16_where_the_cpu_has_it(make_params, split_dir, monkeypatch,
+                                                      capsys) -> None:
+    from occlufer.training.loop import autocast_dtype
+
+    params = make_params("model=compact", "model.width=8", "train.epochs=1",
+                         "train.cpu_amp=true")
+    cpu = torch.device("cpu")
+    assert autocast_dtype(replace(params.train, cpu_amp=False), cpu) is None
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert autocast_dtype(params.train, cpu) is None  # emulated bf16 would be slower than fp32
+    assert "no native bf16" in capsys.readouterr().out
+    monkeypatch.undo()
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        pytest.skip("this CPU has no native bf16 (AVX512-BF16/AMX)")
+    assert autocast_dtype(params.train, cpu) == torch.bfloat16
+    a, result = _run(params, split_dir)
+    b, _ = _run(params, split_dir)
+    fp32, _ = _run(replace(params, train=replace(params.train, cpu_amp=False)), split_dir)
+    assert _same_weights(a, b)  # bf16 on the CPU is deterministic too
+    assert not _same_weights(a, fp32)  # and really ran in bf16
+    assert np.isfinite(result.history[0].train_loss)

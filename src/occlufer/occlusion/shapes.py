@@ -248,31 +248,36 @@ def mask_paint(u: np.ndarray, f: np.ndarray, thr: np.ndarray, top: np.ndarray,
 
 # --- hand --------------------------------------------------------------------------------------
 
+def _bar(theta: np.ndarray, direction: float, half_width: float, length: float) -> np.ndarray:
+    """Radial profile of a bar from the origin along ``direction``: constant width, flat end.
+
+    (An angular sector would widen with the distance: a wedge, not a finger or a forearm.)
+    """
+    d = np.angle(np.exp(1j * (theta - direction)))
+    along, across = np.cos(d), np.abs(np.sin(d))
+    side = half_width / np.maximum(across, 1e-9)
+    end = length / np.maximum(along, 1e-9)
+    return np.where(along > 0, np.minimum(side, end), 0.0)
+
+
 @lru_cache(maxsize=1)
 def hand_profiles() -> np.ndarray:
     """Radial profiles of a few hand silhouettes (fingers up, palm at the origin, wrist below).
 
     Eight variants: fingers together or spread, thumb left or right, long or short fingers.
+    Fingers, thumb and forearm are bars of constant width; the palm is an ellipse.
     """
     theta = (np.arange(_ANGLES) + 0.5) * 2 * np.pi / _ANGLES  # y down: -pi/2 is "up"
     out = []
-    for spread in (0.19, 0.26):
+    for spread in (0.17, 0.25):
         for side in (-1, 1):
             for length in (0.9, 1.1):
-                palm = 1 / np.sqrt((np.cos(theta) / 0.48) ** 2 + (np.sin(theta) / 0.55) ** 2)
-                r = palm.copy()
+                r = 1 / np.sqrt((np.cos(theta) / 0.48) ** 2 + (np.sin(theta) / 0.55) ** 2)
                 for k, rel_len in enumerate((0.88, 1.0, 0.96, 0.78)):
                     centre = -np.pi / 2 + (k - 1.5) * spread
-                    d = np.angle(np.exp(1j * (theta - centre)))
-                    half = 0.1 / (length * rel_len)  # finger half-width as an angle
-                    tip = length * rel_len * 1.4 * np.clip(1 - (d / half) ** 2, 0, 1) ** 0.25
-                    r = np.maximum(r, np.where(np.abs(d) < half, np.maximum(tip, palm), 0))
-                thumb = -np.pi / 2 + side * 1.15
-                d = np.angle(np.exp(1j * (theta - thumb)))
-                r = np.maximum(r, np.where(np.abs(d) < 0.2,
-                                           1.0 * np.sqrt(np.clip(1 - (d / 0.2) ** 2, 0, 1)), 0))
-                wrist = np.angle(np.exp(1j * (theta - np.pi / 2)))
-                r = np.maximum(r, np.where(np.abs(wrist) < 0.42, 3.0, 0))  # forearm to the edge
+                    r = np.maximum(r, _bar(theta, centre, 0.095, 1.35 * length * rel_len))
+                r = np.maximum(r, _bar(theta, -np.pi / 2 + side * 1.2, 0.12, 0.95))  # thumb
+                r = np.maximum(r, _bar(theta, np.pi / 2, 0.36, 3.0))  # forearm to the edge
                 out.append(r)
     return np.stack(out).astype(np.float32)
 

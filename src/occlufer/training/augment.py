@@ -13,7 +13,7 @@ occlusion masks are warped with the faces, which the occlusion-aware model needs
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -137,6 +137,23 @@ def epoch_plan(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
     if world > 1:
         batches = batches[:len(batches) - len(batches) % world]
     return batches[rank::world]
+
+
+def ramped(aug: AugmentCfg, epoch: int) -> AugmentCfg:
+    """``aug`` for ``epoch`` (1-based) under ``aug.warmup_epochs``: the geometric and photometric
+    strengths grow linearly from none in epoch 1 to full after the warm-up; flip and occlusions
+    are not ramped.
+
+    Strong geometric augmentation from the first step keeps a network from scratch near the
+    class prior for epochs on FER2013; a few epochs of warm-up let it find features first.
+    """
+    if aug.warmup_epochs <= 0 or epoch - 1 >= aug.warmup_epochs:
+        return aug
+    f = (epoch - 1) / aug.warmup_epochs
+    lo, hi = aug.scale
+    return replace(aug, rotate=aug.rotate * f, scale=[1 + (lo - 1) * f, 1 + (hi - 1) * f],
+                   translate=aug.translate * f, brightness=aug.brightness * f,
+                   contrast=aug.contrast * f)
 
 
 def warp(x: torch.Tensor, masks: torch.Tensor, aug: AugmentCfg, seed: int,

@@ -25,7 +25,14 @@ from tqdm import tqdm
 from occlufer.config import ModelCfg, OcclusionCfg, TrainCfg
 from occlufer.errors import OccluferError
 from occlufer.preprocess import to_input
-from occlufer.training.augment import BatchSource, TrainArrays, batch_seed, epoch_plan, warp
+from occlufer.training.augment import (
+    BatchSource,
+    TrainArrays,
+    batch_seed,
+    epoch_plan,
+    ramped,
+    warp,
+)
 
 
 @dataclass
@@ -243,7 +250,8 @@ def fit(model: nn.Module, train: TrainArrays, val: ValArrays, cfg: TrainCfg,
         net.train()
         torch.manual_seed(batch_seed(seed, epoch, rank, 1))  # dropout draws
         plan = epoch_plan(len(train), cfg.batch_size, seed, epoch, rank, world)
-        source = BatchSource(train, plan, epoch, seed, cfg.augment, occlusion)
+        aug = ramped(cfg.augment, epoch)
+        source = BatchSource(train, plan, epoch, seed, aug, occlusion)
         loader = torch.utils.data.DataLoader(
             source, batch_size=None, shuffle=False, num_workers=cfg.workers,
             pin_memory=cuda, persistent_workers=False,
@@ -254,7 +262,7 @@ def fit(model: nn.Module, train: TrainArrays, val: ValArrays, cfg: TrainCfg,
             x = to_input(images.to(device, non_blocking=True))
             y = labels.to(device, non_blocking=True)
             m = masks.to(device, non_blocking=True).float().unsqueeze(1)
-            x, m = warp(x, m, cfg.augment, batch_seed(seed, epoch, b * world + rank, 2))
+            x, m = warp(x, m, aug, batch_seed(seed, epoch, b * world + rank, 2))
             if amp is not None:
                 x = x.contiguous(memory_format=torch.channels_last)
             optimizer.zero_grad(set_to_none=True)
