@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from occlufer.config import Params
-from occlufer.training.augment import BatchSource, TrainArrays, epoch_plan, source_rows, warp
+from occlufer.training.augment import (
+    BatchSource,
+    TrainArrays,
+    epoch_plan,
+    ramped,
+    source_rows,
+    warp,
+)
 
 
 def _data(n: int = 40, size: int = 48) -> TrainArrays:
@@ -101,3 +108,21 @@ def test_warp_identity_when_off(params: Params, field: str, value: float) -> Non
     m = torch.zeros(4, 1, 48, 48)
     assert torch.equal(warp(x, m, off, 0)[0], x)
     assert not torch.equal(warp(x, m, replace(off, **{field: value}), 0)[0], x)
+
+
+def test_augmentation_warmup_ramps_geometry_and_photometry_only(params: Params) -> None:
+    full = replace(params.train.augment, flip=0.5, rotate=12.0, scale=[0.8, 1.2], translate=0.1,
+                   brightness=0.2, contrast=0.4, fresh_occlusion=True, warmup_epochs=4)
+    first, mid, done = ramped(full, 1), ramped(full, 3), ramped(full, 5)
+    assert (first.rotate, first.scale, first.translate, first.brightness, first.contrast) == (
+        0.0, [1.0, 1.0], 0.0, 0.0, 0.0)
+    assert mid.rotate == pytest.approx(6.0) and mid.scale == pytest.approx([0.9, 1.1])
+    assert mid.translate == pytest.approx(0.05) and mid.contrast == pytest.approx(0.2)
+    assert done == full and ramped(replace(full, warmup_epochs=0), 1) == replace(
+        full, warmup_epochs=0)
+    for a in (first, mid, done):  # flips and fresh occlusions are never ramped
+        assert a.flip == 0.5 and a.fresh_occlusion
+    x = torch.rand(6, 1, 48, 48) * 2 - 1
+    m = torch.zeros(6, 1, 48, 48)
+    warped, _ = warp(x, m, replace(first, flip=0.0), seed=3)
+    assert torch.equal(warped, x)  # epoch 1 of the warm-up leaves the faces as they are
