@@ -76,6 +76,20 @@ def test_same_batches_with_and_without_workers(params: Params) -> None:
     assert all(np.array_equal(a, b) for a, b in zip(direct, via_workers, strict=True))
 
 
+def test_fresh_occlusions_drawn_ahead_equal_batch_by_batch(params: Params) -> None:
+    d = _data(60)
+    aug = replace(params.train.augment, fresh_occlusion=True)
+    plan = epoch_plan(len(d), 4, 0, 2)
+    ahead = BatchSource(d, plan, 2, 0, aug, params.occlusion)
+    single = BatchSource(d, plan, 2, 0, aug, params.occlusion)
+    single.group = 1
+    for b in (0, 1, 7, 2, 14, 13, 3):  # out of order too: a missing batch starts a new group
+        for a, c in zip(ahead[b], single[b], strict=True):
+            assert torch.equal(a, c)
+    first = ahead[4]
+    assert not torch.equal(first[0], torch.from_numpy(d.images[plan[4]]))  # really re-drawn
+
+
 def test_warp_flip_mirrors_faces_and_masks(params: Params) -> None:
     aug = replace(params.train.augment, flip=1.0, rotate=0.0, scale=[1.0, 1.0], translate=0.0,
                   brightness=0.0, contrast=0.0)
