@@ -4,9 +4,9 @@
         [--epochs 10] [--width 16] [--blocks 1,1,1,1]
 
 Same data, same budget: the three models share the trunk (``model.width``, ``model.blocks``),
-the training settings of the FER2013 CPU recipe (SGD one-cycle, label smoothing, flip/affine/
-photometric augmentation, fresh occlusions every epoch, bf16 where the CPU has it), the seed and
-the epochs; only the head differs:
+the training settings of the FER2013 CPU recipe (AdamW + cosine, label smoothing, flip/affine/
+photometric augmentation with its warm-up, fresh occlusions every epoch, bf16 where the CPU has
+it), the seed and the epochs; only the head differs:
 
 - ``resnet``: global average pooling;
 - ``occ_resnet``, ``mask_loss=0``: region attention learnt from the labels alone;

@@ -138,5 +138,6 @@ def main() -> None:
                   f"the recipe's augmentation ({100 * (plain / aug - 1):+.1f}% time)",
                   flush=True)
 
+
 if __name__ == "__main__":
     main()

@@ -106,10 +106,6 @@ def _draws(rngs: Sequence[np.random.Generator], spec: OcclusionSpec) -> _Draws:
                   [spec.fills[i] for i in fill], head[:, 3:])
 
 
-#: style switches read off the shape uniforms: kind -> (column of u, threshold). Rows of one
-#: kind are rendered in chunks of a single style, so painters compute only that style's paint.
-_STYLE_SWITCH = {"sunglasses": (3, 0.75), "mask": (3, 0.6), "hair": (3, 0.65), "hand": (12, 0.75)}
-
 
 def _texture(pool: np.ndarray | None, own: int, order: np.ndarray | None, image: np.ndarray,
              u: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -222,9 +218,8 @@ def occlude_batch(images: np.ndarray, rngs: Sequence[np.random.Generator], spec:
     chunk = max(4, _CHUNK_PIXELS // max(1, images.shape[1] * images.shape[2]))
     for kind in dict.fromkeys(kinds):
         rows = np.flatnonzero(kinds == kind)
-        if kind in _STYLE_SWITCH:  # one style per chunk (stable, so the order is kept)
-            col, cut = _STYLE_SWITCH[kind]
-            rows = rows[np.argsort(draws.u[rows, col] >= cut, kind="stable")]
+        if kind in shapes.STYLES:  # one style per chunk (stable, so the order is kept)
+            rows = rows[np.argsort(~shapes.first_style(kind, draws.u[rows]), kind="stable")]
         for start in range(0, len(rows), chunk):
             part = rows[start:start + chunk]
             o, m, s = _render(kind, images[part], draws.take(part),

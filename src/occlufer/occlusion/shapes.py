@@ -107,6 +107,19 @@ def _c(x: np.ndarray) -> np.ndarray:
     return (x if x.dtype == bool else x.astype(np.float32))[:, None, None]
 
 
+#: each occluder's two styles: kind -> (column of ``u``, cut); ``u[:, column] < cut`` picks the
+#: first style (shades, surgical, skin, hair) over the second (band, scarf, glove, hat). The
+#: engine renders chunks of one style, so a painter computes only the style it draws.
+STYLES: dict[str, tuple[int, float]] = {"sunglasses": (3, 0.75), "mask": (3, 0.6),
+                                        "hand": (12, 0.75), "hair": (3, 0.65)}
+
+
+def first_style(kind: str, u: np.ndarray) -> np.ndarray:
+    """Per image, whether ``kind`` (a key of :data:`STYLES`) draws its first style."""
+    column, cut = STYLES[kind]
+    return u[:, column] < cut
+
+
 def _pick(flag: np.ndarray, first, second) -> np.ndarray:  # noqa: ANN001 - callables
     """``where(flag, first(), second())`` per image, computing only the branches in use.
 
@@ -155,7 +168,7 @@ def sunglasses_field(u: np.ndarray, pts: Points, x: np.ndarray, y: np.ndarray,
 
     Returns the field, which pixels belong to a lens (vs. frame parts) and the style flag.
     """
-    shades = u[:, 3] < 0.75
+    shades = first_style("sunglasses", u)
     xm = (pts.lex + pts.rex) / 2
     half = (pts.rex - pts.lex) / 2
     tilt = _c((u[:, 4] - 0.5) * 0.12)
@@ -206,7 +219,7 @@ def mask_field(u: np.ndarray, pts: Points, x: np.ndarray, y: np.ndarray,
 
     Returns the field, the top edge ``top(x)`` and the style flag (True = surgical).
     """
-    surgical = u[:, 3] < 0.6
+    surgical = first_style("mask", u)
     cx = pts.nx + _c((u[:, 4] - 0.5) * 0.04)
     dxn = x - cx
     top_s = (pts.ny + 0.02 + _c(_lerp(0.5, 1.1, u[:, 5])) * dxn**2
@@ -305,7 +318,7 @@ def hand_paint(u: np.ndarray, f: np.ndarray, thr: np.ndarray, images: np.ndarray
                pts: Points, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     """Skin (a tone near the face's own cheeks, lit from the centre) or a gloved texture."""
     rel = f / _c(np.maximum(thr, 1e-9))
-    skin = u[:, 12] < 0.75
+    skin = first_style("hand", u)
 
     def skin_paint() -> np.ndarray:
         cheeks = images[:, int(0.55 * h):int(0.7 * h), int(0.2 * w):int(0.8 * w)]
@@ -329,7 +342,7 @@ def hand_paint(u: np.ndarray, f: np.ndarray, thr: np.ndarray, images: np.ndarray
 def hair_field(u: np.ndarray, pts: Points, x: np.ndarray, y: np.ndarray,
                ) -> tuple[np.ndarray, np.ndarray]:
     """A fringe with strands and longer sides (u3 < 0.65), else a hat with a brim."""
-    hair = u[:, 3] < 0.65
+    hair = first_style("hair", u)
     side = np.abs(2 * (x - pts.nx))
     n = _c(_lerp(5, 11, u[:, 4]))
     scallop = 0.05 * np.abs(np.sin(np.pi * (x * n + _c(u[:, 5])))) ** 0.7

@@ -98,7 +98,6 @@ class BatchSource(torch.utils.data.Dataset):
         return (torch.from_numpy(images), torch.from_numpy(d.labels[idx]),
                 torch.from_numpy(masks.view(np.uint8)))
 
-
     def _fresh(self, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Batch ``b``'s occluded rows re-drawn from their clean faces: (rows, images, masks).
 
@@ -114,9 +113,7 @@ class BatchSource(torch.utils.data.Dataset):
                 parts.append((c, rows, d.source[self.plan[c][rows]]))
             # keyed by the clean row: it has exactly one occluded copy in the split
             src = np.concatenate([p[2] for p in parts])
-            new, new_masks = (self.fresh.batch(d.images[src], src, self.epoch) if len(src)
-                              else (np.zeros((0, *d.images.shape[1:]), np.uint8),
-                                    np.zeros((0, *d.images.shape[1:]), bool)))
+            new, new_masks = self.fresh.batch(d.images[src], src, self.epoch)
             start = 0
             for c, rows, _ in parts:
                 end = start + len(rows)
