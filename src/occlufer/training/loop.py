@@ -221,6 +221,8 @@ def fit(model: nn.Module, train: TrainArrays, val: ValArrays, cfg: TrainCfg,
     cuda = device.type == "cuda"
     amp = autocast_dtype(cfg, device)
     model.to(device)
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # fixed input size: pick the fastest kernels once
     if amp is not None:
         model.to(memory_format=torch.channels_last)
     net: nn.Module = model
@@ -256,7 +258,10 @@ def fit(model: nn.Module, train: TrainArrays, val: ValArrays, cfg: TrainCfg,
             source, batch_size=None, shuffle=False, num_workers=cfg.workers,
             pin_memory=cuda, persistent_workers=False,
             prefetch_factor=4 if cfg.workers else None)
-        total_loss, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
+        # summed on the device: a .item() per step would make every step wait for the GPU
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        hits = torch.zeros((), dtype=torch.int64, device=device)
+        seen, t0 = 0, time.perf_counter()
         bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", disable=None, leave=False)
         for b, (images, labels, masks) in enumerate(bar):
             x = to_input(images.to(device, non_blocking=True))
@@ -276,10 +281,10 @@ def fit(model: nn.Module, train: TrainArrays, val: ValArrays, cfg: TrainCfg,
             loss.backward()
             optimizer.step()
             scheduler.step()
-            total_loss += float(loss.detach()) * len(y)
-            correct += int((logits.argmax(1) == y).sum())
+            loss_sum += loss.detach().double() * len(y)
+            hits += (logits.argmax(1) == y).sum()
             seen += len(y)
-        total_loss, correct, seen = _all_sum([total_loss, correct, seen], device)
+        total_loss, correct, seen = _all_sum([float(loss_sum), int(hits), seen], device)
         elapsed = time.perf_counter() - t0
         v = evaluate(model, val, max(256, cfg.batch_size), device, cfg.tta_flip,
                      cfg.label_smoothing)
