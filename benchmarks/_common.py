@@ -87,3 +87,15 @@ def epoch_img_per_s(params: Any, data: Any, device: str = "cpu", **train: Any) -
                         blocks=m.blocks)
     result = fit(model, data, val, cfg, m, params.occlusion, 0, torch.device(device))
     return result.history[0].img_per_s
+
+
+def fer_faces(files: list[Path], size: int = 48) -> tuple[np.ndarray, np.ndarray]:
+    """FER2013-style ``<class>/*.jpg`` files as (N×size×size uint8 gray, class index by the
+    folder name in ``occlufer.labels.CLASSES``)."""
+    from PIL import Image
+
+    from occlufer.labels import CLASSES
+
+    images = np.stack([np.asarray(Image.open(f).convert("L").resize((size, size)))
+                       for f in files])
+    return images, np.array([CLASSES.index(f.parent.name) for f in files], dtype=np.int64)

@@ -30,7 +30,7 @@ import torch
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-from _common import hardware, mixed_train_arrays  # noqa: E402
+from _common import fer_faces, hardware, mixed_train_arrays  # noqa: E402
 
 from occlufer.config import compose, parse_params  # noqa: E402
 from occlufer.labels import CLASSES  # noqa: E402
@@ -43,13 +43,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def load(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    from PIL import Image
-
     files = sorted(f for f in folder.glob("*/*.jpg") if f.parent.name in CLASSES)
     if not files:
         raise SystemExit(f"{folder}: no <class>/*.jpg images; pass --fer")
-    images = np.stack([np.asarray(Image.open(f).convert("L").resize((48, 48))) for f in files])
-    return images, np.array([CLASSES.index(f.parent.name) for f in files], dtype=np.int64)
+    return fer_faces(files)
 
 
 def stratified(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:

@@ -22,7 +22,7 @@ import numpy as np
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-from _common import epoch_img_per_s, hardware, mixed_train_arrays  # noqa: E402
+from _common import epoch_img_per_s, fer_faces, hardware, mixed_train_arrays  # noqa: E402
 
 from occlufer.config import compose, load_params, parse_params  # noqa: E402
 from occlufer.occlusion import TYPES, OcclusionSpec, occlude_images  # noqa: E402
@@ -32,13 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def faces(fer: Path, n: int) -> tuple[np.ndarray, np.ndarray, str]:
     if fer.is_dir():
-        from PIL import Image
-
-        files = sorted(fer.rglob("*.jpg"))[:n]
-        classes = sorted({f.parent.name for f in files})
-        images = np.stack([np.asarray(Image.open(f).convert("L")) for f in files])
-        labels = np.array([classes.index(f.parent.name) for f in files])
-        return images, labels, f"FER2013 JPGs from {fer}"
+        return *fer_faces(sorted(fer.rglob("*.jpg"))[:n]), f"FER2013 JPGs from {fer}"
     from occlufer.data.synthetic import SyntheticSpec, generate
 
     images, labels, _ = generate(SyntheticSpec(n_per_class=n // 7 + 1, n_subjects=60, size=48,

@@ -27,6 +27,7 @@ from _common import epoch_img_per_s, hardware, mixed_train_arrays  # noqa: E402
 
 from occlufer.config import compose, parse_params  # noqa: E402
 from occlufer.models import MODELS, build_model  # noqa: E402
+from occlufer.training.loop import cpu_native_bf16  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,9 +117,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=0, help="DataLoader workers in the loop")
     args = ap.parse_args()
     print(f"hardware: {hardware()}")
-    cpu_bf16 = (torch.backends.mkldnn.is_available()
-                and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    modes = [(torch.device("cpu"), False)] + ([(torch.device("cpu"), True)] if cpu_bf16 else [])
+    modes = [(torch.device("cpu"), False)] + ([(torch.device("cpu"), True)]
+                                              if cpu_native_bf16() else [])
     if torch.cuda.is_available():
         modes.append((torch.device("cuda"), True))
     for device, bf16 in modes:

@@ -107,7 +107,7 @@ def test_schedules_peak_at_lr_and_cosine_decays(params: Params, schedule: str) -
 
 def test_cpu_amp_trains_in_bf16_where_the_cpu_has_it(make_params, split_dir, monkeypatch,
                                                       capsys) -> None:
-    from occlufer.training.loop import autocast_dtype
+    from occlufer.training.loop import autocast_dtype, cpu_native_bf16
 
     params = make_params("model=compact", "model.width=8", "train.epochs=1",
                          "train.cpu_amp=true")
@@ -117,7 +117,7 @@ def test_cpu_amp_trains_in_bf16_where_the_cpu_has_it(make_params, split_dir, mon
     assert autocast_dtype(params.train, cpu) is None  # emulated bf16 would be slower than fp32
     assert "no native bf16" in capsys.readouterr().out
     monkeypatch.undo()
-    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    if not cpu_native_bf16():
         pytest.skip("this CPU has no native bf16 (AVX512-BF16/AMX)")
     assert autocast_dtype(params.train, cpu) == torch.bfloat16
     a, result = _run(params, split_dir)

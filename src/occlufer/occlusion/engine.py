@@ -106,7 +106,6 @@ def _draws(rngs: Sequence[np.random.Generator], spec: OcclusionSpec) -> _Draws:
                   [spec.fills[i] for i in fill], head[:, 3:])
 
 
-
 def _texture(pool: np.ndarray | None, own: int, order: np.ndarray | None, image: np.ndarray,
              u: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A patch of *another* face of the pool, shifted by a random offset.

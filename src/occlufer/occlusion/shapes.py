@@ -11,6 +11,7 @@ Columns of ``u``: 0-2 landmark jitter (see :func:`landmarks`), 3.. type-specific
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -120,7 +121,8 @@ def first_style(kind: str, u: np.ndarray) -> np.ndarray:
     return u[:, column] < cut
 
 
-def _pick(flag: np.ndarray, first, second) -> np.ndarray:  # noqa: ANN001 - callables
+def _pick(flag: np.ndarray, first: Callable[[], np.ndarray],
+          second: Callable[[], np.ndarray]) -> np.ndarray:
     """``where(flag, first(), second())`` per image, computing only the branches in use.
 
     The engine renders chunks of one style, so usually only one branch is computed.

@@ -154,6 +154,12 @@ def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int,
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 
 
+def cpu_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 / AMX), so bf16 beats fp32."""
+    return bool(torch.backends.mkldnn.is_available()
+                and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def autocast_dtype(cfg: TrainCfg, device: torch.device) -> torch.dtype | None:
     """bf16 when ``train.amp`` (CUDA) or ``train.cpu_amp`` (CPU with native bf16) asks for it.
 
@@ -162,7 +168,7 @@ def autocast_dtype(cfg: TrainCfg, device: torch.device) -> torch.dtype | None:
     if device.type == "cuda":
         return torch.bfloat16 if cfg.amp else None
     if device.type == "cpu" and cfg.cpu_amp:
-        if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        if cpu_native_bf16():
             return torch.bfloat16
         print("train.cpu_amp: this CPU has no native bf16 (AVX512-BF16/AMX); training in fp32",
               flush=True)
