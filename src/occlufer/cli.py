@@ -1,6 +1,10 @@
 """The ``occlufer`` command: helpers around the pipeline (``compose``, ``check``,
-``evaluate`` any model on any labelled faces) and the trained model (``predict`` on
-photos and folders, ``export`` to ONNX)."""
+``evaluate`` any model on any labelled faces), the trained model (``predict`` on
+photos and folders, ``export`` to ONNX or an MLflow pyfunc folder) and the model zoo
+(``zoo list|show|publish|check``).
+
+Commands that take ``--model`` use, without it, the model trained here (``models/``) or else
+the zoo's (``zoo:fer2013``), and print which on their first line."""
 
 from __future__ import annotations
 
@@ -42,17 +46,20 @@ def _evaluate(args: argparse.Namespace) -> None:
 
     from occlufer.evaluation.evaluate import evaluate
     from occlufer.evaluation.inputs import load_any_model, load_faces
+    from occlufer.inference.predictor import resolve_model
     from occlufer.occlusion import OcclusionSpec
 
     params = load_params(args.params)
     out = Path(args.out)
+    choice = resolve_model(args.model)
+    print(choice.line, flush=True)
     with tempfile.TemporaryDirectory(prefix="occlufer-evaluate-") as tmp:
-        model, meta, source = load_any_model(args.model, Path(tmp))
+        model, meta, source = load_any_model(choice, Path(tmp))
         data, rejects = load_faces(args.data, int(meta["image_size"]), Path(tmp))
         print(f"evaluate: {len(data.labels)} faces from {args.data}"
               + (f" ({len(rejects)} inputs not usable)" if rejects else "")
               + f"; model {meta['name']} with classes {', '.join(meta['classes'])}")
-        config = {"evaluate": {"data": args.data, "model": args.model, "params": args.params,
+        config = {"evaluate": {"data": args.data, "model": source, "params": args.params,
                                "unusable_inputs": len(rejects)},
                   "model": {k: v for k, v in meta.items() if k != "state_dict"},
                   **{k: v for k, v in params.to_dict().items()
@@ -94,11 +101,14 @@ def _predict(args: argparse.Namespace) -> None:
         open_out,
         predict_paths,
     )
-    from occlufer.inference.predictor import load_predictor
+    from occlufer.inference.predictor import load_predictor, resolve_model
 
+    info = sys.stderr if args.out == "-" else sys.stdout  # stdout may carry the rows
     files = find_images(args.paths)
     workers = args.workers or min(os.cpu_count() or 1, 8)
-    predictor = load_predictor(args.model, args.device, threads=args.threads)
+    choice = resolve_model(args.model)
+    print(choice.line, file=info, flush=True)
+    predictor = load_predictor(choice, args.device, threads=args.threads)
     if args.threads and predictor.backend == "torch":
         import torch
 
@@ -115,24 +125,95 @@ def _predict(args: argparse.Namespace) -> None:
     finally:
         stream.close()
     where = "" if args.out == "-" else f" -> {args.out}"
-    print(f"predict: {summary.line()}{where}", file=sys.stderr if args.out == "-" else sys.stdout)
+    print(f"predict: {summary.line()}{where}", file=info)
 
 
 def _export(args: argparse.Namespace) -> None:
-    from occlufer.inference.export import export_onnx
-    from occlufer.inference.predictor import MODEL_FILE
+    from occlufer.inference.predictor import resolve_model
     from occlufer.models import load_model
 
-    path = Path(args.model)
-    pt = path / MODEL_FILE if path.is_dir() or path.suffix != ".pt" else path
-    if not pt.is_file():
-        raise OccluferError(f"{pt}: no model file; train one first (`dvc repro`) or pass "
-                            "--model (a models/ folder or model.pt)")
+    choice = resolve_model(args.model)
+    print(choice.line, flush=True)
+    pt = choice.torch_file()
+    if args.format == "pyfunc":
+        from occlufer.inference.pyfunc import save_pyfunc_model
+
+        out = save_pyfunc_model(pt, Path(args.out or "pyfunc_model"),
+                                choice.line.removeprefix("model: "))
+        print(f"export: {choice.ref} as an MLflow pyfunc model -> {out} (serve it: mlflow models "
+              f"serve -m {out} --env-manager local)")
+        return
+    from occlufer.inference.export import export_onnx
+
     model, meta = load_model(pt)
-    out = export_onnx(model, meta, args.out)
+    out = export_onnx(model, meta, args.out or "model.onnx")
     print(f"export: {meta['name']} ({len(meta['classes'])} classes, {meta['image_size']} px) "
           f"-> {out} (input uint8 N×{meta['image_size']}×{meta['image_size']}, "
           "output probabilities)")
+
+
+def _zoo_list(args: argparse.Namespace) -> None:
+    from occlufer import zoo
+
+    found = zoo.names()
+    if not found:
+        print(f"zoo: no entries in {zoo.zoo_dir()}; publish one from a finished pipeline run "
+              "with `occlufer zoo publish NAME`")
+        return
+    print(f"zoo: {len(found)} entries in {zoo.zoo_dir()}")
+    for name in found:
+        try:
+            e = zoo.entry(name)
+        except OccluferError as exc:  # one bad card does not hide the others
+            print(f"{name}: BROKEN: {exc}")
+            continue
+        head, model = e.headline, e.card.get("model") or {}
+        acc = (f"{head['split']} acc {head['acc']:.3f} [{head.get('ci_low', float('nan')):.3f}, "
+               f"{head.get('ci_high', float('nan')):.3f}]" if "acc" in head else "no accuracy")
+        mark = " (default)" if e.name == zoo.DEFAULT else ""
+        print(f"{e.name}{mark}: {e.card.get('title', '')}; {model.get('arch', '?')}, "
+              f"{len(e.classes)} classes, {e.image_size}×{e.image_size}; {acc}; "
+              f"{e.card['file'].get('bytes', 0) / 2**20:.1f} MB "
+              f"{e.card['file'].get('weights_dtype', '')}, sha256 "
+              f"{str(e.card['file'].get('sha256'))[:12]}…  (occlufer zoo show {e.name})"
+              + ("" if e.pt.is_file() else f"; BROKEN: {e.pt.name} is missing"))
+
+
+def _zoo_show(args: argparse.Namespace) -> None:
+    from occlufer import zoo
+
+    e = zoo.entry(zoo.check_name(args.name))
+    if args.json:
+        print(e.json.read_text(encoding="utf-8"), end="")
+        return
+    if e.md.is_file():
+        print(e.md.read_text(encoding="utf-8"), end="")
+        return
+    from occlufer.zoo.card import render
+
+    print(render(e.card), end="")
+
+
+def _zoo_publish(args: argparse.Namespace) -> None:
+    from occlufer import zoo
+    from occlufer.zoo.publish import publish
+
+    card = publish(args.name, models=args.models, report=args.report, params=args.params,
+                   lock=args.lock, recipe=args.recipe, conf=args.conf, title=args.title)
+    e = zoo.entry(args.name)
+    file = card["file"]
+    print(f"zoo publish: {e.pt} ({file['bytes'] / 2**20:.2f} MB, {file['weights_dtype']}; "
+          f"fp16 parity: agreement {file['fp16_parity']['argmax_agreement']}, max prob diff "
+          f"{file['fp16_parity']['max_prob_diff']}), {e.json.name}, {e.md.name}")
+    print(e.line())
+
+
+def _zoo_check(args: argparse.Namespace) -> int:
+    from occlufer.zoo.publish import check
+
+    within, line = check(args.name, Path(args.report))
+    print(line)
+    return 0 if within else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,10 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True,
                    help="an image folder (root/<class>/... or root/<split>/<class>/...) or a "
                         "stage store folder (e.g. data/split/val)")
-    p.add_argument("--model", required=True,
-                   help="a models/ folder, a model.pt file, or an MLflow model URI "
+    p.add_argument("--model", default=None,
+                   help="a models/ folder, a model.pt file, zoo:<name>, or an MLflow model URI "
                         "(runs:/<id>/model, models:/<name>@<alias>) whose artifacts hold "
-                        "model.pt")
+                        "model.pt (default: models/ when trained here, else zoo:fer2013)")
     p.add_argument("--out", required=True, help="folder for metrics.json, report.md, plots")
     p.add_argument("--params", default=PARAMS_FILE,
                    help="parameters for the validate, occlusion and seed settings "
@@ -172,9 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders")
     p.add_argument("--out", "-o", default="-", help="file to write (default: - for stdout)")
     p.add_argument("--format", choices=("csv", "jsonl"), default="csv")
-    p.add_argument("--model", "-m", default="models",
-                   help="a models/ folder (default: models), model.pt, model.onnx, or an MLflow "
-                        "model URI (models:/<name>@<alias>, runs:/<run>/model)")
+    p.add_argument("--model", "-m", default=None,
+                   help="a models/ folder, model.pt, model.onnx, zoo:<name>, or an MLflow "
+                        "model URI (models:/<name>@<alias>, runs:/<run>/model); default: "
+                        "models/ when trained here, else zoo:fer2013")
     p.add_argument("--no-detect", dest="detect", action="store_false",
                    help="each image is one face crop (its centred square); default: detect faces")
     p.add_argument("--batch-size", type=_positive, default=256)
@@ -191,23 +273,62 @@ def build_parser() -> argparse.ArgumentParser:
                         "acquire.face_min_size for photos)")
     p.set_defaults(func=_predict)
 
-    p = sub.add_parser("export", help="export the trained model (ONNX)")
-    p.add_argument("--format", choices=("onnx",), default="onnx")
-    p.add_argument("--model", "-m", default="models",
-                   help="a models/ folder (default: models) or model.pt")
-    p.add_argument("--out", "-o", default="model.onnx", help="file to write (default: model.onnx)")
+    p = sub.add_parser("export", help="export a model: ONNX file or MLflow pyfunc folder")
+    p.add_argument("--format", choices=("onnx", "pyfunc"), default="onnx",
+                   help="onnx: one file (uint8 faces in, probabilities out); pyfunc: an MLflow "
+                        "model folder for `mlflow models serve -m <folder> --env-manager local`")
+    p.add_argument("--model", "-m", default=None,
+                   help="a models/ folder, model.pt, zoo:<name> or an MLflow model URI; "
+                        "default: models/ when trained here, else zoo:fer2013")
+    p.add_argument("--out", "-o", default=None,
+                   help="file (onnx, default model.onnx) or new folder (pyfunc, default "
+                        "pyfunc_model) to write")
     p.set_defaults(func=_export)
+
+    zoo = sub.add_parser("zoo", help="the models shipped with occlufer and their model cards",
+                         description="The model zoo: trained models inside the package, each "
+                         "with a model card generated from the pipeline run that made it.")
+    zsub = zoo.add_subparsers(dest="zoo_command", required=True)
+    p = zsub.add_parser("list", help="the zoo's entries, one line each")
+    p.set_defaults(func=_zoo_list)
+    p = zsub.add_parser("show", help="print an entry's model card")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true", help="the machine-readable card instead")
+    p.set_defaults(func=_zoo_show)
+    p = zsub.add_parser("publish", help="make an entry (weights + generated card) from the "
+                                        "finished pipeline run in this folder; replaces one of "
+                                        "the same name")
+    p.add_argument("name")
+    p.add_argument("--models", default="models", help="the trained model folder (default: models)")
+    p.add_argument("--report", default="reports/validate",
+                   help="the validate report folder (default: reports/validate)")
+    p.add_argument("--params", default=PARAMS_FILE, help="default: params.yaml")
+    p.add_argument("--lock", default="dvc.lock", help="default: dvc.lock")
+    p.add_argument("--recipe", default=None,
+                   help="the conf/experiment option the run used, e.g. fer2013_cpu (default: the "
+                        "one whose composition equals params.yaml)")
+    p.add_argument("--conf", default=CONF_DIR, help="config folder (default: conf)")
+    p.add_argument("--title", default=None, help="default: from the recipe, e.g. 'FER2013 CPU "
+                                                 "recipe'")
+    p.set_defaults(func=_zoo_publish)
+    p = zsub.add_parser("check", help="is a fresh run's clean accuracy within the card's "
+                                      "interval? exit 0 within, 1 outside")
+    p.add_argument("name")
+    p.add_argument("--report", default="reports/validate",
+                   help="the fresh run's validate report folder (default: reports/validate)")
+    p.set_defaults(func=_zoo_check)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        rc = args.func(args)
     except OccluferError as exc:
-        print(f"occlufer {args.command}: error: {exc}", file=sys.stderr)
+        command = args.command + (f" {args.zoo_command}" if args.command == "zoo" else "")
+        print(f"occlufer {command}: error: {exc}", file=sys.stderr)
         return 2
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":

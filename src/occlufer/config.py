@@ -127,6 +127,8 @@ class SplitCfg:
     strategy: str = _opt(choices=("group_stratified", "keep_source"))
     val_fraction: float = _opt(gt=0.0, lt=1.0)
     test_fraction: float = _opt(ge=0.0, lt=1.0)
+    source_val: str = _opt(choices=("val", "test"))  # keep_source: what the dataset's own val
+    #                                                   becomes (test: val carved from its train)
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,18 @@ class TrainCfg:
     monitor: str = _opt(choices=MONITORS)      # model selection and early stopping
     early_stopping: int = _opt(ge=0)            # patience in epochs; 0 = off
     tta_flip: bool = _opt()                     # average logits of face and mirror at eval
+    pair: bool = _opt()                         # batches of clean faces beside their occluded
+    #                                             twins (same geometric/photometric draw)
+    consistency: float = _opt(ge=0.0)           # weight of KL(p_clean || p_occluded) on pairs
+    #                                             (clean side detached; needs pair)
+    consistency_temperature: float = _opt(gt=0.0)  # softening of both distributions in it
+    ema: float = _opt(ge=0.0, lt=1.0)           # weight EMA decay per step (0 = off); the EMA
+    #                                             weights are evaluated, selected and saved
+    init_from: str | None = _opt()              # start from this model's trunk (and head, for
+    #                                             the same classes): zoo:NAME, a model.pt path
+    #                                             or an MLflow runs:/ or models:/ URI
+    freeze_epochs: int = _opt(ge=0)             # trunk frozen for this many first epochs
+    #                                             (needs init_from)
     augment: AugmentCfg = _opt()
     device: str = _opt(choices=("auto", "cpu", "cuda"))
     amp: bool = _opt()                          # CUDA: bf16 autocast + channels_last
@@ -204,6 +218,7 @@ class ValidateCfg:
     ci_level: float = _opt(gt=0.5, lt=1.0)
     ece_bins: int = _opt(ge=2, le=100)
     mistakes: int = _opt(ge=0, le=200)       # most confident mistakes shown in the grid
+    gap_ratio: float = _opt(gt=0.0, lt=1.0)  # robustness/<type>/gap: clean acc - acc at this ratio
 
 
 @dataclass(frozen=True)
@@ -363,6 +378,18 @@ def _check_relations(obj: Any, prefix: str, where: str) -> None:
         if len(r) < 2 or any(b <= a for a, b in zip(r[:-1], r[1:], strict=True)):
             raise ConfigError(f"{where}: `{prefix}.robustness_ratios` must be at least two "
                               f"increasing ratios, got {r}; e.g. [0, 0.1, 0.2, 0.3, 0.4, 0.5]")
+    if isinstance(obj, TrainCfg) and obj.consistency > 0 and not obj.pair:
+        raise ConfigError(f"{where}: `{prefix}.consistency` = {obj.consistency} needs paired "
+                          f"batches; set `{prefix}.pair=true` (or `{prefix}.consistency=0`)")
+    if isinstance(obj, TrainCfg) and obj.freeze_epochs > 0 and obj.init_from is None:
+        raise ConfigError(f"{where}: `{prefix}.freeze_epochs` = {obj.freeze_epochs} freezes a "
+                          f"pretrained trunk, but `{prefix}.init_from` is null; set it (e.g. "
+                          f"`-S {prefix}.init_from=zoo:fer2013`) or `{prefix}.freeze_epochs=0`")
+    if isinstance(obj, TrainCfg) and obj.pair and obj.augment.occlude_clean > 0:
+        raise ConfigError(f"{where}: `{prefix}.pair=true` compares each occluded face with its "
+                          f"clean twin, but `{prefix}.augment.occlude_clean` = "
+                          f"{obj.augment.occlude_clean} would occlude the twins too; set one of "
+                          "them off")
     if isinstance(obj, SplitCfg) and obj.val_fraction + obj.test_fraction >= 1.0:
         raise ConfigError(f"{where}: `{prefix}.val_fraction` + `{prefix}.test_fraction` = "
                           f"{obj.val_fraction + obj.test_fraction} leaves no train data; "

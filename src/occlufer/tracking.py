@@ -201,70 +201,24 @@ def log_artifact(path: Path, artifact_path: str | None = None) -> None:
     _mlflow().log_artifact(str(path), artifact_path=artifact_path)
 
 
-def _pyfunc_signature(classes: list[str], image_size: int) -> Any:
-    from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
-    from mlflow.types.schema import AnyType
-
-    inputs = Schema([ColSpec(DataType.string, "image", required=False),
-                     ColSpec(AnyType(), "pixels", required=False)])
-    outputs = Schema([ColSpec(DataType.string, "label", required=False),
-                      ColSpec(DataType.double, "confidence", required=False),
-                      ColSpec(DataType.string, "status"),
-                      ColSpec(DataType.string, "error", required=False),
-                      ColSpec(DataType.string, "face_box", required=False),
-                      *(ColSpec(DataType.double, c, required=False) for c in classes)])
-    return ModelSignature(inputs, outputs,
-                          params=ParamSchema([ParamSpec("detect", DataType.boolean, False)]))
-
-
-def _example_image(image_size: int) -> str:
-    """A base64 PNG of a plain gray square (the model's input example)."""
-    import base64
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("L", (image_size, image_size), 128).save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _pins(*dists: str) -> list[str]:
-    """``dist==version`` of the installed distributions (local version labels dropped)."""
-    from importlib.metadata import version
-
-    return [f"{d}=={version(d).split('+')[0]}" for d in dists]
-
-
 def log_pyfunc_model(model_dir_or_pt: Path, registered_model_name: str | None = None,
                      alias: str | None = None) -> Any:
     """Log ``model.pt`` (or ``<folder>/model.pt``) as the occlufer pyfunc model under artifact
     path ``model`` of the active run; register it as ``registered_model_name`` (and point
-    ``alias`` at the new version) when given. Returns MLflow's ModelInfo."""
-    import pandas as pd
-
-    from occlufer.inference.photos import FACE_MARGIN, FACE_MIN_SIZE
-    from occlufer.inference.pyfunc import ARTIFACT, ExpressionModel
-    from occlufer.models import load_model
+    ``alias`` at the new version) when given. Returns MLflow's ModelInfo. The model's arguments
+    are :func:`occlufer.inference.pyfunc.pyfunc_model_kwargs` (shared with
+    :func:`~occlufer.inference.pyfunc.save_pyfunc_model`, which writes a local folder)."""
+    from occlufer.inference.pyfunc import pyfunc_model_kwargs
 
     pt = Path(model_dir_or_pt)
     pt = pt / "model.pt" if pt.is_dir() else pt
-    _, meta = load_model(pt)
-    classes, size = list(meta["classes"]), int(meta["image_size"])
     mlflow = _mlflow()
+    active = mlflow.active_run()
+    source = f"{pt}" + (f" (MLflow run {active.info.run_id})" if active else "")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*type hints.*")  # the signature is explicit
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=ExpressionModel(classes, size, FACE_MARGIN, FACE_MIN_SIZE),
-            artifacts={ARTIFACT: str(pt)},
-            signature=_pyfunc_signature(classes, size),
-            input_example=pd.DataFrame({"image": [_example_image(size)]}),
-            pip_requirements=_pins("torch", "numpy", "pandas", "pillow",
-                                   "opencv-python-headless", "mlflow") + ["occlufer"],
-            registered_model_name=registered_model_name,
-        )
+        info = mlflow.pyfunc.log_model(name="model", registered_model_name=registered_model_name,
+                                       **pyfunc_model_kwargs(pt, source))
     if registered_model_name and alias:
         mlflow.MlflowClient().set_registered_model_alias(
             registered_model_name, alias, str(info.registered_model_version))

@@ -118,11 +118,13 @@ def test_bad_arguments_are_one_line_exit_2(photo_dir: Path, tmp_path: Path, mode
                                            monkeypatch: pytest.MonkeyPatch,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OCCLUFER_ZOO_DIR", str(tmp_path / "empty-zoo"))  # no zoo fallback
     assert main(["predict", str(photo_dir)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err
     assert err.startswith("occlufer predict: error: models/model.pt: no model file; train one "
                           "first (`dvc repro`) or pass --model")
+    assert "zoo:fer2013" in err
     assert main(["predict", "nowhere", "--model", str(model_pt)]) == 2
     assert "nowhere: no such file or folder" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()

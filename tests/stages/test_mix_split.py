@@ -184,3 +184,68 @@ def test_keep_source_without_source_split_is_a_one_line_error(tmp_path: Path,
         mix_split(p, acq, occ, tmp_path / "split")
     assert "\n" not in str(err.value)
     assert "source_split" in str(err.value) and "group_stratified" in str(err.value)
+
+
+# --- split.source_val (issue #13: the dataset's own val as the held-out test) -------------------
+
+
+def _own_train_val(m: pd.DataFrame) -> pd.Series:
+    """A dataset's own split by subject: ~70% train, ~30% val, no test (like FER2013 folders)."""
+    k = m["group"].str[-4:].astype(int) % 10
+    return pd.Series(np.where(k < 7, "train", "val"), index=m.index)
+
+
+def test_source_val_test_makes_the_own_val_the_test_split(tmp_path: Path, make_params,
+                                                          capsys) -> None:
+    from occlufer.stages.mix_split import mix_split
+
+    p = make_params("split=keep_source", "split.source_val=test", "split.val_fraction=0.25",
+                    "acquire.n_subjects=40", "acquire.n_per_class=20")
+    acq, occ = _stage_inputs(tmp_path, p, _own_train_val)
+    table = mix_split(p, acq, occ, tmp_path / "split")
+    own = read_store(acq).manifest.set_index("id")["source_split"]
+    stores = {s: read_store(tmp_path / "split" / s).manifest for s in ("train", "val", "test")}
+    # the dataset's own val, all of it and nothing else, is the test split (with its copies)
+    assert set(stores["test"]["src_id"]) == set(own[own == "val"].index)
+    # val is carved from the dataset's own train, by group, at about val_fraction of it
+    assert (own[stores["val"]["src_id"]].to_numpy() == "train").all()
+    assert (own[stores["train"]["src_id"]].to_numpy() == "train").all()
+    n_train_own = 2 * int((own == "train").sum())
+    assert abs(len(stores["val"]) / n_train_own - 0.25) < 0.08
+    for a in stores:
+        for b in stores:
+            if a < b:
+                assert not set(stores[a]["group"]) & set(stores[b]["group"]), (a, b)
+                assert not set(stores[a]["src_id"]) & set(stores[b]["src_id"]), (a, b)
+    for m in stores.values():
+        assert len(m) and m["occluded"].sum() == (~m["occluded"]).sum()
+    assert table.loc["total"].sum() == sum(len(m) for m in stores.values())
+    out = capsys.readouterr().out
+    assert "source_val = test" in out and "held-out test split" in out
+    assert "val comes from train; carved" in out
+
+
+def test_source_val_val_keeps_todays_split_and_writes_an_empty_test(tmp_path: Path,
+                                                                    make_params) -> None:
+    from occlufer.stages.mix_split import mix_split
+
+    p = make_params("split=keep_source", "acquire.n_subjects=20")
+    assert p.split.source_val == "val"  # the conf default: today's behaviour
+    acq, occ = _stage_inputs(tmp_path, p, _own_train_val)
+    (tmp_path / "split" / "test").mkdir(parents=True)
+    (tmp_path / "split" / "test" / "stale.txt").write_text("from an older run")
+    mix_split(p, acq, occ, tmp_path / "split")
+    own = read_store(acq).manifest.set_index("id")["source_split"]
+    for name in ("train", "val"):
+        m = read_store(tmp_path / "split" / name).manifest
+        assert set(m["src_id"]) == set(own[own == name].index)
+    # no test rows: still a (zero-row) store, so validate can depend on data/split/test
+    test = read_store(tmp_path / "split" / "test")
+    assert len(test) == 0 and test.images.shape[1:] == (48, 48)
+    assert test.masks is not None and test.masks.shape == (0, 48, 48)
+    assert not (tmp_path / "split" / "test" / "stale.txt").exists()
+
+
+def test_group_stratified_without_test_fraction_writes_an_empty_test(split_dir: Path) -> None:
+    test = read_store(split_dir / "test")
+    assert len(test) == 0 and {"id", "label", "group", "occluded"} <= set(test.manifest.columns)

@@ -126,10 +126,11 @@ def read_store(folder: str | Path, *, mmap: bool = True) -> Store:
 
 def pack_masks(masks: np.ndarray) -> np.ndarray:
     """N×H×W bool → N×ceil(H·W/8) uint8."""
-    return np.packbits(masks.reshape(len(masks), -1).astype(bool), axis=1)
+    flat = masks.reshape(len(masks), int(np.prod(masks.shape[1:])))  # also for zero rows
+    return np.packbits(flat.astype(bool), axis=1)
 
 
 def unpack_masks(packed: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Inverse of :func:`pack_masks`."""
     h, w = shape
-    return np.unpackbits(packed, axis=1, count=h * w).astype(bool).reshape(-1, h, w)
+    return np.unpackbits(packed, axis=1, count=h * w).astype(bool).reshape(len(packed), h, w)

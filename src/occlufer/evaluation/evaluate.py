@@ -23,7 +23,7 @@ from occlufer.evaluation import plots
 from occlufer.evaluation.calibration import expected_calibration_error, reliability
 from occlufer.evaluation.metrics import bootstrap_ci, classification_metrics, confusion_png
 from occlufer.evaluation.report import write_report
-from occlufer.evaluation.robustness import robustness_curves, stratified_subset
+from occlufer.evaluation.robustness import gap_metrics, robustness_curves, stratified_subset
 from occlufer.occlusion import OcclusionSpec
 
 #: the evaluation groups with a confusion matrix, reliability curve and ECE
@@ -74,6 +74,10 @@ def evaluate(model: Any, meta: Mapping[str, Any], data: EvalSet, cfg: ValidateCf
     - ``val/occlusion_drop`` = ``val/acc - val_occluded/acc``;
     - ``robustness/<type>/auc``, ``robustness/mean_auc`` (+ ``_ci_low``/``_ci_high``),
       ``robustness/n`` (faces used), see :mod:`occlufer.evaluation.robustness`;
+    - ``robustness/<type>/acc_at_gap``: accuracy of the same faces re-occluded at exactly
+      ``cfg.gap_ratio``, and ``robustness/<type>/gap`` = their clean accuracy minus it (an extra
+      pass when ``gap_ratio`` is not one of ``cfg.robustness_ratios``; it is left out of the
+      curves table and the areas, which stay on ``robustness_ratios`` alone);
     - ``excluded/n`` (+ ``excluded/<class>/n``): rows whose class the model does not have.
       They are left out of every other metric (not counted as errors).
     """
@@ -138,10 +142,16 @@ def evaluate(model: Any, meta: Mapping[str, Any], data: EvalSet, cfg: ValidateCf
     clean = np.flatnonzero(~occluded)
     if len(clean) and cfg.robustness_types:
         sub = clean[stratified_subset(y[clean], cfg.robustness_max_faces, seed)]
+        ratios = [float(r) for r in cfg.robustness_ratios]
+        extra = float(cfg.gap_ratio) not in ratios
         curves = robustness_curves(lambda im: logits_of(im).argmax(axis=1), images[sub],
                                    np.asarray(data.ids, dtype=object)[rows][sub], y[sub], spec,
-                                   seed, cfg.robustness_types, cfg.robustness_ratios,
+                                   seed, cfg.robustness_types,
+                                   ratios + [float(cfg.gap_ratio)] if extra else ratios,
                                    clean_pred=pred[sub])
+        metrics.update(gap_metrics(curves, hit[sub], cfg.gap_ratio))
+        if extra:
+            curves = curves.without(cfg.gap_ratio)
         curves_table = curves.table()
         curves_table.to_csv(out / "robustness.csv", index=False)
         auc = curves.auc()

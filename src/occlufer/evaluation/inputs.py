@@ -1,5 +1,6 @@
-"""What ``occlufer evaluate`` scores: a model (folder, file or MLflow URI) and labelled faces
-(an image folder or a stage's image store), read with the pipeline's own rules."""
+"""What ``occlufer evaluate`` scores: a model (folder, file, zoo entry or MLflow URI) and
+labelled faces (an image folder or a stage's image store), read with the pipeline's own
+rules."""
 
 from __future__ import annotations
 
@@ -11,35 +12,20 @@ import numpy as np
 from occlufer.data.store import read_store
 from occlufer.errors import OccluferError
 from occlufer.evaluation.evaluate import EvalSet
+from occlufer.inference.predictor import ModelChoice, resolve_model
 
-MLFLOW_SCHEMES = ("runs:/", "models:/", "mlflow-artifacts:/")
 
-
-def load_any_model(ref: str, tmp: Path) -> tuple[Any, dict[str, Any], str]:
-    """(model in eval mode, metadata, where it came from) for a ``models/`` folder, a
-    ``model.pt`` file, or an MLflow URI whose artifacts hold a ``model.pt``."""
+def load_any_model(ref: str | ModelChoice | None, tmp: Path | None = None,
+                   ) -> tuple[Any, dict[str, Any], str]:
+    """(model in eval mode, metadata, where it came from) for anything ``--model`` takes
+    (:func:`occlufer.inference.predictor.resolve_model`: a ``models/`` folder, a ``model.pt``
+    file, ``zoo:<name>``, an MLflow URI whose artifacts hold a ``model.pt``; ``None``: the
+    trained ``models/`` or else the zoo's default model)."""
     from occlufer.models import load_model
 
-    if ref.startswith(MLFLOW_SCHEMES):
-        from occlufer import tracking
-
-        folder = tracking.download_model(ref)
-        found = sorted(folder.rglob("model.pt"))
-        if not found:
-            raise OccluferError(f"{ref}: the MLflow model has no model.pt among its artifacts "
-                                "(it was logged in another format); evaluate a models/ folder "
-                                "or model.pt file instead")
-        path = found[0]
-    else:
-        path = Path(ref)
-        if path.is_dir():
-            path = path / "model.pt"
-        if not path.is_file():
-            raise OccluferError(f"--model {ref}: no model.pt there; give a models/ folder, a "
-                                "model.pt file or an MLflow URI (runs:/<id>/model, "
-                                "models:/<name>@<alias>)")
-    model, meta = load_model(path)
-    return model, meta, ref
+    choice = ref if isinstance(ref, ModelChoice) else resolve_model(ref)
+    model, meta = load_model(choice.torch_file())
+    return model, meta, choice.ref
 
 
 def _image_folder_cfg(path: Path, image_size: int):  # noqa: ANN202 - AcquireCfg

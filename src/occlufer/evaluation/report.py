@@ -67,6 +67,12 @@ def write_report(out: Path, metrics: Mapping[str, float], *, classes: Sequence[s
                       f"[{_f(metrics['robustness/mean_auc_ci_low'])}, "
                       f"{_f(metrics['robustness/mean_auc_ci_high'])}].", "",
                   "![robustness curves](robustness.png)"]
+        gaps = [f"{kind} {_f(metrics[f'robustness/{kind}/gap'])}"
+                for kind in curves.columns.drop("ratio") if f"robustness/{kind}/gap" in metrics]
+        if gaps:
+            at = (config or {}).get("validate", {}).get("gap_ratio")
+            lines += ["", f"Gap at ratio {_f(at, 2)} (clean accuracy − accuracy of the same faces "
+                          f"re-occluded): {', '.join(gaps)}."]
     lines += ["", "## Calibration", "", "![reliability diagram](reliability.png)",
               "", "## Confusion matrices", ""]
     lines += [f"![confusion {g}](confusion_{g}.png)" for g in ("val", "val_occluded")

@@ -6,7 +6,9 @@ used at every ratio, so a face keeps its occluder and only the covered fraction 
 level-field occluders cover nested regions). Ratio 0 is the clean face itself.
 
 A curve is summarised by its normalised area, ``auc = area under accuracy(ratio) / (ratio
-range)``: the mean accuracy over the range, in [0, 1], higher = more robust.
+range)``: the mean accuracy over the range, in [0, 1], higher = more robust. A single point is
+summarised by its gap (:func:`gap_metrics`): the clean accuracy of the same faces minus their
+accuracy re-occluded at one ratio.
 """
 
 from __future__ import annotations
@@ -76,6 +78,34 @@ class Curves:
         """Faces × types: each face's contribution to each area (the mean over faces is auc)."""
         w = trapezoid_weights(self.ratios)
         return np.stack([c.astype(np.float64) @ w for c in self.correct.values()], axis=1)
+
+    def without(self, ratio: float) -> Curves:
+        """The same curves less the column at ``ratio``."""
+        keep = [i for i, r in enumerate(self.ratios) if r != float(ratio)]
+        return Curves([self.ratios[i] for i in keep],
+                      {t: c[:, keep] for t, c in self.correct.items()})
+
+
+def gap_metrics(curves: Curves, clean_correct: np.ndarray, ratio: float,
+                prefix: str = "robustness") -> dict[str, float]:
+    """Per type, accuracy at ``ratio`` and the gap to the clean accuracy of the same faces.
+
+    ``clean_correct`` is per face (the rows of ``curves.correct``) whether the unoccluded face
+    was classified right. Keys ``<prefix>/<type>/acc_at_gap`` and ``<prefix>/<type>/gap`` (clean
+    accuracy minus that accuracy, in accuracy units: 0.05 = 5 points).
+    """
+    col = curves.ratios.index(float(ratio))
+    clean_correct = np.asarray(clean_correct, dtype=bool)
+    clean = float(clean_correct.mean())
+    out: dict[str, float] = {}
+    for kind, correct in curves.correct.items():
+        if len(correct) != len(clean_correct):
+            raise ValueError(f"{kind}: {len(correct)} faces in the curves, "
+                             f"{len(clean_correct)} clean results")
+        acc = float(correct[:, col].mean())
+        out[f"{prefix}/{kind}/acc_at_gap"] = acc
+        out[f"{prefix}/{kind}/gap"] = clean - acc
+    return out
 
 
 def robustness_curves(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray,

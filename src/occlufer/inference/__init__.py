@@ -1,7 +1,8 @@
-"""Using a trained model: load it from anywhere (:mod:`.predictor`), classify photos and folders
-(:mod:`.photos`, ``occlufer predict``), serve it with MLflow (:mod:`.pyfunc`, :mod:`.serving`)
-and export it to ONNX (:mod:`.export`, ``occlufer export``)."""
+"""Using a trained model: load it from anywhere, the model zoo included (:mod:`.predictor`,
+:func:`~.predictor.resolve_model`), classify photos and folders (:mod:`.photos`, ``occlufer
+predict``), serve it with MLflow (:mod:`.pyfunc`, :mod:`.serving`) and export it to ONNX or a
+pyfunc folder (:mod:`.export`, ``occlufer export``)."""
 
-from occlufer.inference.predictor import Predictor, load_predictor
+from occlufer.inference.predictor import Predictor, load_predictor, resolve_model
 
-__all__ = ["Predictor", "load_predictor"]
+__all__ = ["Predictor", "load_predictor", "resolve_model"]

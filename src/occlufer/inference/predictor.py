@@ -5,7 +5,12 @@ Sources (:func:`load_predictor`):
 - a ``models/`` folder (the pipeline's output) or a ``model.pt`` file: PyTorch;
 - an ``.onnx`` file written by ``occlufer export`` (class names in its metadata): onnxruntime;
 - an MLflow model URI (``models:/<name>@<alias>``, ``models:/<name>/<version>``, ``runs:/...``)
-  or a local folder holding an MLflow model: the occlufer pyfunc model logged by ``train``.
+  or a local folder holding an MLflow model: the occlufer pyfunc model logged by ``train`` (or
+  saved by ``occlufer export --format pyfunc``);
+- ``zoo:<name>``: a model shipped in the package (:mod:`occlufer.zoo`).
+
+Without a source, ``models/model.pt`` when trained here, else the zoo's default model
+(:func:`resolve_model`, the one place that decides).
 """
 
 from __future__ import annotations
@@ -129,38 +134,90 @@ def is_mlflow_uri(source: str) -> bool:
     return source.startswith(MLFLOW_SCHEMES)
 
 
-def load_predictor(source: str | Path | None = None, device: str = "cpu",
-                   threads: int = 0) -> Predictor:
-    """A :class:`Predictor` for a models/ folder, model.pt, .onnx file or MLflow model URI."""
-    text = str(source) if source is not None else "models"
+@dataclass(frozen=True)
+class ModelChoice:
+    """Which model a command uses: ``ref`` as named (or chosen by default), ``path`` the local
+    file or folder (``kind``: ``torch`` for a model.pt, ``onnx``, ``mlflow`` for an MLflow model
+    folder), ``line`` what the command prints first (``model: ...``)."""
+
+    ref: str
+    path: Path
+    kind: str
+    line: str
+
+    def torch_file(self) -> Path:
+        """The ``model.pt`` behind this choice (commands that need PyTorch weights)."""
+        if self.kind == "torch":
+            return self.path
+        if self.kind == "mlflow":
+            found = sorted(self.path.glob(f"artifacts/**/{MODEL_FILE}"))
+            if not found:
+                raise OccluferError(f"{self.ref}: not an occlufer MLflow model (no artifacts/"
+                                    f"{MODEL_FILE}; it was logged in another format); pass a "
+                                    "models/ folder, model.pt or zoo:<name> instead")
+            return found[0]
+        raise OccluferError(f"{self.ref}: an ONNX file has no PyTorch weights; pass a models/ "
+                            "folder, model.pt, zoo:<name> or an MLflow URI")
+
+
+def resolve_model(source: str | Path | None = None) -> ModelChoice:
+    """The one place a ``--model`` value is resolved.
+
+    ``None`` (no ``--model``): ``models/model.pt`` when a pipeline run trained one here, else
+    the zoo's default entry (:data:`occlufer.zoo.DEFAULT`). Otherwise: ``zoo:<name>`` (checked
+    against its card), an MLflow URI (downloaded), an ``.onnx`` file, a local MLflow model
+    folder, a ``models/`` folder or a ``model.pt`` file. A model that cannot be found is one
+    line saying how to get one.
+    """
+    from occlufer import zoo
+
+    if source is None:
+        default = Path("models") / MODEL_FILE
+        if default.is_file():
+            return ModelChoice("models", default, "torch",
+                               f"model: {default} (trained here by dvc repro)")
+        if zoo.DEFAULT in zoo.names():
+            return resolve_model(f"{zoo.SCHEME}{zoo.DEFAULT}")
+        raise OccluferError(f"{default}: no model file; train one first (`dvc repro`) or pass "
+                            "--model (a models/ folder, model.pt, model.onnx, zoo:<name> or an "
+                            f"MLflow models:/ URI); the zoo has no default model {zoo.SCHEME}"
+                            f"{zoo.DEFAULT} either (in {zoo.zoo_dir()})")
+    text = str(source)
+    if text.startswith(zoo.SCHEME):
+        entry = zoo.verify(text[len(zoo.SCHEME):])
+        return ModelChoice(text, entry.pt, "torch", entry.line())
     if is_mlflow_uri(text):
         from occlufer import tracking
 
-        return _from_mlflow_dir(tracking.download_model(text), text, device)
+        return ModelChoice(text, tracking.download_model(text), "mlflow",
+                           f"model: {text} (MLflow)")
     path = Path(text)
     if path.suffix.lower() == ".onnx":
         if not path.is_file():
             raise OccluferError(f"{path}: no such ONNX file; write one with "
                                 "`occlufer export --format onnx --out model.onnx`")
-        return onnx_predictor(path, device, threads)
+        return ModelChoice(text, path, "onnx", f"model: {path} (ONNX)")
     if path.is_dir() and (path / "MLmodel").is_file():
-        return _from_mlflow_dir(path, text, device)
+        return ModelChoice(text, path, "mlflow", f"model: {path} (MLflow model folder)")
     pt = path / MODEL_FILE if path.is_dir() or path.suffix != ".pt" else path
     if not pt.is_file():
         raise OccluferError(f"{pt}: no model file; train one first (`dvc repro`) or pass "
-                            "--model (a models/ folder, model.pt, model.onnx or an MLflow "
-                            "models:/ URI)")
-    return torch_predictor(pt, device)
+                            "--model (a models/ folder, model.pt, model.onnx, zoo:<name> or an "
+                            "MLflow models:/ URI)")
+    return ModelChoice(text, pt, "torch", f"model: {pt}")
 
 
-def _from_mlflow_dir(folder: Path, source: str, device: str) -> Predictor:
-    """The occlufer pyfunc model keeps ``model.pt`` among its artifacts."""
-    found = sorted(Path(folder).glob(f"artifacts/**/{MODEL_FILE}"))
-    if not found:
-        raise OccluferError(f"{source}: not an occlufer MLflow model (no artifacts/{MODEL_FILE});"
-                            " models logged by `train` since the pyfunc model are")
-    predictor = torch_predictor(found[0], device)
-    predictor.source = source
+def load_predictor(source: str | Path | ModelChoice | None = None, device: str = "cpu",
+                   threads: int = 0) -> Predictor:
+    """A :class:`Predictor` for anything :func:`resolve_model` takes (or its answer)."""
+    choice = source if isinstance(source, ModelChoice) else resolve_model(source)
+    if choice.kind == "onnx":
+        predictor = onnx_predictor(choice.path, device, threads)
+    else:
+        predictor = torch_predictor(choice.torch_file(), device)
+    # a URI or zoo name as named; a local file as the path read
+    predictor.source = (choice.ref if choice.kind == "mlflow" or choice.ref.startswith("zoo:")
+                        else str(choice.path))
     return predictor
 
 

@@ -1,14 +1,21 @@
-"""The MLflow pyfunc model that ``train`` logs: preprocessing + classes + weights in one model.
+"""The MLflow pyfunc model: preprocessing + classes + weights in one model.
 
-``mlflow models serve -m models:/<name>@<alias> --env-manager local`` answers
-``POST /invocations`` with it; the request handling is :func:`occlufer.inference.serving.
+``mlflow models serve -m models:/<name>@<alias> --env-manager local`` (or ``-m <folder>``)
+answers ``POST /invocations`` with it; the request handling is :func:`occlufer.inference.serving.
 predict_frame` (images as base64 or raw pixel arrays → label, confidence, status, one
 probability per class). ``params={"detect": true}`` finds the largest face in each image first.
-Logged by :func:`occlufer.tracking.log_pyfunc_model` (this module only defines the class).
+``train`` logs it to its MLflow run (:func:`occlufer.tracking.log_pyfunc_model`);
+:func:`save_pyfunc_model` (``occlufer export --format pyfunc``) writes it to a local folder from
+any model, the zoo's included. Both take their arguments from :func:`pyfunc_model_kwargs`.
 """
 
 from __future__ import annotations
 
+import shutil
+import sys
+import tempfile
+import warnings
+from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
@@ -23,11 +30,12 @@ class ExpressionModel(mlflow.pyfunc.PythonModel):
     """Wraps ``model.pt`` (an artifact) with its preprocessing and class names."""
 
     def __init__(self, classes: list[str], image_size: int, margin: float,
-                 min_face: int) -> None:
+                 min_face: int, source: str = "") -> None:
         self.classes = list(classes)
         self.image_size = int(image_size)
         self.margin = float(margin)
         self.min_face = int(min_face)
+        self.source = source  # which model the weights are, e.g. zoo:fer2013 (printed on load)
         self.predictor: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -37,6 +45,9 @@ class ExpressionModel(mlflow.pyfunc.PythonModel):
         from occlufer.inference.predictor import torch_predictor
 
         self.predictor = torch_predictor(context.artifacts[ARTIFACT], "cpu")
+        source = getattr(self, "source", "")  # models logged before it was recorded lack it
+        if source:
+            print(f"model: {source}", file=sys.stderr, flush=True)
 
     def predict(self, context: Any, model_input: pd.DataFrame,
                 params: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -54,3 +65,72 @@ class ExpressionModel(mlflow.pyfunc.PythonModel):
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
         # rows without a face: null, not NaN (which is not JSON) in the server's answer
         return out.astype(object).where(out.notna(), None)
+
+
+def _signature(classes: list[str], image_size: int) -> Any:
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
+    from mlflow.types.schema import AnyType
+
+    inputs = Schema([ColSpec(DataType.string, "image", required=False),
+                     ColSpec(AnyType(), "pixels", required=False)])
+    outputs = Schema([ColSpec(DataType.string, "label", required=False),
+                      ColSpec(DataType.double, "confidence", required=False),
+                      ColSpec(DataType.string, "status"),
+                      ColSpec(DataType.string, "error", required=False),
+                      ColSpec(DataType.string, "face_box", required=False),
+                      *(ColSpec(DataType.double, c, required=False) for c in classes)])
+    return ModelSignature(inputs, outputs,
+                          params=ParamSchema([ParamSpec("detect", DataType.boolean, False)]))
+
+
+def _example_image(image_size: int) -> str:
+    """A base64 PNG of a plain gray square (the model's input example)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (image_size, image_size), 128).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _pins(*dists: str) -> list[str]:
+    """``dist==version`` of the installed distributions (local version labels dropped)."""
+    from importlib.metadata import version
+
+    return [f"{d}=={version(d).split('+')[0]}" for d in dists]
+
+
+def pyfunc_model_kwargs(pt: Path, source: str = "") -> dict[str, Any]:
+    """What ``mlflow.pyfunc.log_model`` / ``save_model`` need for ``model.pt`` ``pt``: the
+    :class:`ExpressionModel`, the weights as artifact, signature, input example, pins."""
+    from occlufer.inference.photos import FACE_MARGIN, FACE_MIN_SIZE
+    from occlufer.models import load_model
+
+    _, meta = load_model(pt)
+    classes, size = list(meta["classes"]), int(meta["image_size"])
+    return {"python_model": ExpressionModel(classes, size, FACE_MARGIN, FACE_MIN_SIZE, source),
+            "artifacts": {ARTIFACT: str(pt)},
+            "signature": _signature(classes, size),
+            "input_example": pd.DataFrame({"image": [_example_image(size)]}),
+            "pip_requirements": _pins("torch", "numpy", "pandas", "pillow",
+                                      "opencv-python-headless", "mlflow") + ["occlufer"],
+            "metadata": {"occlufer_model": source} if source else None}
+
+
+def save_pyfunc_model(pt: Path, out: Path, source: str = "") -> Path:
+    """Write the pyfunc model of ``model.pt`` ``pt`` to the new folder ``out`` (servable with
+    ``mlflow models serve -m <out> --env-manager local``, loadable with ``--model <out>``)."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise OccluferError(f"{out}: already exists; remove it or pass another --out "
+                            "(an MLflow model is written to a new folder)")
+    with tempfile.TemporaryDirectory(prefix="occlufer-pyfunc-") as tmp:
+        weights = Path(tmp) / "model.pt"  # the artifact keeps this name whatever pt is called
+        shutil.copyfile(pt, weights)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*type hints.*")  # explicit signature
+            mlflow.pyfunc.save_model(path=str(out), **pyfunc_model_kwargs(weights, source))
+    return out

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 #: name → "module:Class"; the class takes (num_classes, image_size, dropout, **arch) and maps
 #: N×1×S×S floats to N×num_classes logits. ``arch`` holds the architecture keys of the
 #: ``model`` section that are set (``width``, ``blocks``); every class has defaults for them.
+#: Each class names its class-specific part in ``head_prefixes`` (``state_dict`` key prefixes):
+#: fine-tuning (``train.init_from``) loads the rest, the trunk, from another model.
 MODELS: dict[str, str] = {
     "seed_cnn": "occlufer.models.seed_cnn:SeedCNN",
     "resnet": "occlufer.models.resnet:FaceResNet",

@@ -39,6 +39,9 @@ class FaceResNet(nn.Module):
     default_width = 32
     default_blocks: tuple[int, ...] = (2, 2, 2, 2)
     stem_stride = 1
+    #: the class-specific part (``state_dict`` key prefixes), re-initialised when fine-tuning to
+    #: other classes; everything else is the trunk
+    head_prefixes: tuple[str, ...] = ("head.",)
 
     def __init__(self, num_classes: int = 7, image_size: int = 48, dropout: float = 0.0,
                  width: int | None = None, blocks: Sequence[int] | None = None) -> None:
@@ -90,6 +93,8 @@ class OcclusionAttentionResNet(FaceResNet):
     In training, :meth:`forward` keeps the attention map of the batch so that the training loop
     can add :meth:`aux_loss` (weighted by ``model.mask_loss``) from the occlusion masks.
     """
+
+    head_prefixes = ("head.", "attention.")
 
     def _head(self, dim: int, num_classes: int, dropout: float) -> nn.Module:
         self.attention = nn.Sequential(

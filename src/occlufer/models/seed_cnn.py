@@ -13,6 +13,10 @@ from torch import nn
 class SeedCNN(nn.Module):
     """Tutorial baseline for S×S grayscale faces (S = 48 in the tutorial)."""
 
+    #: the class-specific part, re-initialised when fine-tuning to other classes: the final
+    #: linear layer (the dense64 layer before it is trunk; its input size depends on S)
+    head_prefixes: tuple[str, ...] = ("classifier.4.",)
+
     def __init__(self, num_classes: int = 7, image_size: int = 48, dropout: float = 0.0) -> None:
         super().__init__()
         self.features = nn.Sequential(

@@ -8,9 +8,13 @@
   class proportions are stratified.
 - ``keep_source``: keep the dataset's own train / val / test (manifest column ``source_split``)
   and add each face's occluded copy to its face's split; a dataset without val gets one carved
-  from its train by group.
+  from its train by group (``split.val_fraction``). ``split.source_val`` says what the dataset's
+  own val becomes: ``val`` (default) keeps it as val; ``test`` makes it (with any own test) the
+  held-out test split and carves val from the dataset's train by group, so every choice (epoch,
+  recipe) is made on data carved from train and the dataset's val is only reported.
 
-The test split goes to ``data/split/test``; train never reads it (it is not a train dependency).
+``data/split/test`` is always written (a store with zero rows when there is no test split), so
+``validate`` can depend on it; train never reads it (it is not a train dependency).
 """
 
 from __future__ import annotations
@@ -49,8 +53,13 @@ def mix(clean: Store, occluded: Store) -> Store:
     return Store(images, manifest, masks)
 
 
-def _keep_source(m: pd.DataFrame, val_fraction: float, seed: int) -> np.ndarray:
-    """The dataset's own split per row (val carved from train by group when there is none)."""
+def _keep_source(m: pd.DataFrame, val_fraction: float, seed: int,
+                 source_val: str = "val") -> np.ndarray:
+    """The dataset's own split per row (val carved from train by group when there is none).
+
+    ``source_val="test"`` turns the dataset's own val rows into test rows first, so val is then
+    carved from its train.
+    """
     if "source_split" not in m.columns or (m["source_split"].fillna("") == "").all():
         raise OccluferError("split.strategy = keep_source needs the dataset's own split in the "
                             f"`source_split` column of {CLEAN}, but it is empty (e.g. synthetic "
@@ -62,12 +71,21 @@ def _keep_source(m: pd.DataFrame, val_fraction: float, seed: int) -> np.ndarray:
         raise OccluferError(f"split.strategy = keep_source: {n_bad} rows of {CLEAN} have "
                             f"source_split {bad}; allowed: train, val, test (fix the reader or "
                             "use split.strategy=group_stratified)")
+    own_val = split == "val"
+    if source_val == "test":
+        own_test = int((split == "test").sum())
+        split[own_val] = "test"
+        print(f"mix_split: split.source_val = test: the source's own val ({int(own_val.sum())} "
+              "images" + (f", with its own test: {own_test}" if own_test else "") + ") is the "
+              "held-out test split (data/split/test: never read by train, reported by validate)")
     if not (split == "val").any():
         rows = np.flatnonzero(split == "train")
         is_val = group_split(m["label"].iloc[rows], m["group"].iloc[rows], val_fraction, seed)
         split[rows[is_val]] = "val"
-        print(f"mix_split: the source has no val split; carved {int(is_val.sum())} images "
-              f"(val_fraction {val_fraction}) from its train by group")
+        why = ("val comes from train" if source_val == "test" and own_val.any()
+               else "the source has no val split")
+        print(f"mix_split: {why}; carved {int(is_val.sum())} images (val_fraction "
+              f"{val_fraction}) from its train by group")
     shared = m.assign(split=split).groupby("group")["split"].nunique()
     if (shared > 1).any():
         print(f"mix_split: warning: {int((shared > 1).sum())} groups appear in more than one "
@@ -82,7 +100,7 @@ def mix_split(params: Params, clean_dir: Path = CLEAN, occluded_dir: Path = OCCL
     mixed = mix(read_store(clean_dir), read_store(occluded_dir))
     m = mixed.manifest
     if cfg.strategy == "keep_source":
-        split = _keep_source(m, cfg.val_fraction, params.seed)
+        split = _keep_source(m, cfg.val_fraction, params.seed, cfg.source_val)
     else:
         fractions = (1.0 - cfg.val_fraction - cfg.test_fraction, cfg.val_fraction,
                      cfg.test_fraction)
@@ -94,12 +112,10 @@ def mix_split(params: Params, clean_dir: Path = CLEAN, occluded_dir: Path = OCCL
                                 f"{cfg.strategy}) leaves no {name} images "
                                 f"({m['group'].nunique()} groups); use more faces or another "
                                 "fraction")
-    for name in SPLITS:
-        rows = split == name
-        if rows.any():
-            write_store(out / name, mixed.subset(rows))
-        elif (out / name).exists():
+    for name in SPLITS:  # test too, with zero rows when there is none (a validate dependency)
+        if (out / name).exists():
             shutil.rmtree(out / name)
+        write_store(out / name, mixed.subset(split == name))
     table = summary_table(m)
     table.to_csv(out / "summary.csv")
     sizes = " / ".join(f"{int((split == s).sum())} {s}" for s in SPLITS if (split == s).any())

@@ -8,6 +8,10 @@ Resume: after every epoch the full training state goes to ``checkpoints/train.pt
 a checkpoint with the same fingerprint (params and data) and continues after its epoch, in the
 same MLflow run, ending with the metrics of an uninterrupted run; a finished run deletes it.
 
+Fine-tuning: ``train.init_from`` (``zoo:NAME``, a ``model.pt`` or an MLflow URI) starts the model
+from another one's trunk, frozen for the first ``train.freeze_epochs`` epochs
+(:mod:`occlufer.training.init`); the checkpoint fingerprint includes that file's content.
+
 With ``train.devices`` × ``train.nodes`` > 1 the stage re-launches itself under torchrun (DDP).
 """
 
@@ -29,6 +33,7 @@ from occlufer import tracking
 from occlufer.config import Params, load_params
 from occlufer.data.store import IMAGES, MANIFEST, Store, read_store
 from occlufer.models import build_model, save_model
+from occlufer.models.refs import resolve_model_file
 from occlufer.stages import run_stage
 from occlufer.training import (
     EpochStats,
@@ -40,6 +45,7 @@ from occlufer.training import (
     source_rows,
 )
 from occlufer.training import distributed as dist
+from occlufer.training.init import init_model
 
 SRC = Path("data/split")
 OUT = Path("models")
@@ -65,8 +71,10 @@ def checkpoint_path(out: Path) -> Path:
     return out.parent / "checkpoints" / "train.pt"
 
 
-def fingerprint(params: Params, src: Path) -> str:
-    """What a checkpoint must match to be resumed: the result-relevant params and the data."""
+def fingerprint(params: Params, src: Path, init_file: Path | None = None) -> str:
+    """What a checkpoint must match to be resumed: the result-relevant params, the data and
+    the content of the ``train.init_from`` model (``init_file``: that reference resolved by
+    :func:`~occlufer.models.refs.resolve_model_file`; resolved here when not given)."""
     cfg = {k: v for k, v in asdict(params.train).items() if k not in _NOT_RESULT}
     h = hashlib.sha256(json.dumps({"seed": params.seed, "model": asdict(params.model),
                                    "train": cfg, "occlusion": asdict(params.occlusion)},
@@ -74,6 +82,8 @@ def fingerprint(params: Params, src: Path) -> str:
     for part in ("train", "val"):
         h.update((src / part / MANIFEST).read_bytes())
         h.update(str((src / part / IMAGES).stat().st_size).encode())
+    if params.train.init_from is not None:
+        h.update((init_file or resolve_model_file(params.train.init_from)).read_bytes())
     return h.hexdigest()
 
 
@@ -110,8 +120,10 @@ def train(params: Params, src: Path = SRC, out: Path = OUT) -> list[EpochStats]:
     torch.manual_seed(params.seed)
     model = build_model(params.model.name, num_classes=len(classes), image_size=image_size,
                         dropout=params.model.dropout, **arch)
+    init_file = resolve_model_file(cfg.init_from) if cfg.init_from else None
+    before_epoch = init_model(model, params, classes, image_size, init_file, print_=lead)
     ckpt = checkpoint_path(out)
-    key = fingerprint(params, src)
+    key = fingerprint(params, src, init_file)
     state, meta = _load_checkpoint(ckpt, lead)
     if state is not None and meta.get("fingerprint") != key:
         if lead:
@@ -150,7 +162,7 @@ def train(params: Params, src: Path = SRC, out: Path = OUT) -> list[EpochStats]:
                      ValArrays(val_store.images, label_codes(vm),
                                vm["occluded"].to_numpy(dtype=bool)),
                      cfg, params.model, params.occlusion, params.seed, device,
-                     state=state, on_epoch=on_epoch)
+                     state=state, on_epoch=on_epoch, before_epoch=before_epoch)
         if not lead:
             dist.teardown()
             return result.history

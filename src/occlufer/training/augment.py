@@ -122,18 +122,57 @@ class BatchSource(torch.utils.data.Dataset):
         return self._ahead.pop(b)
 
 
-def epoch_plan(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
-               world: int = 1) -> list[np.ndarray]:
-    """This process's batches of an epoch: a seeded permutation cut into batches.
-
-    With several processes, batch ``b`` goes to rank ``b % world`` and every rank gets the same
-    number of batches (the last few are dropped when they do not divide evenly).
-    """
-    order = np.random.default_rng([seed, epoch, 7]).permutation(n)
-    batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+def _deal(batches: list[np.ndarray], rank: int, world: int) -> list[np.ndarray]:
+    """Batch ``b`` goes to rank ``b % world``; every rank gets the same number of batches (the
+    last few are dropped when they do not divide evenly)."""
     if world > 1:
         batches = batches[:len(batches) - len(batches) % world]
     return batches[rank::world]
+
+
+def epoch_plan(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
+               world: int = 1) -> list[np.ndarray]:
+    """This process's batches of an epoch: a seeded permutation cut into batches."""
+    order = np.random.default_rng([seed, epoch, 7]).permutation(n)
+    return _deal([order[i:i + batch_size] for i in range(0, n, batch_size)], rank, world)
+
+
+def twin_rows(source: np.ndarray) -> np.ndarray:
+    """For each row, the occluded row made from it (``-1`` when it has none)."""
+    twin = np.full(len(source), -1, dtype=np.int64)
+    occ = np.flatnonzero(source >= 0)
+    twin[source[occ]] = occ
+    return twin
+
+
+def paired_plan(source: np.ndarray, batch_size: int, seed: int, epoch: int, rank: int = 0,
+                world: int = 1) -> list[np.ndarray]:
+    """Like :func:`epoch_plan`, but a batch is ``k`` clean rows followed by their ``k`` occluded
+    twins (``k = batch_size // 2``), so the loss can compare each occluded face with its clean
+    source. Rows without a partner (a clean face without an occluded copy in the set, or an
+    occluded copy whose source is not in it) are not dropped: they fill batches of their own.
+    Every row is seen once per epoch, as in :func:`epoch_plan`.
+    """
+    rng = np.random.default_rng([seed, epoch, 11])
+    twin = twin_rows(source)
+    clean = np.flatnonzero(twin >= 0)
+    single = np.flatnonzero((twin < 0) & (source < 0))
+    k = max(1, batch_size // 2)
+    order = rng.permutation(clean)
+    batches = [np.concatenate([c, twin[c]]) for c in
+               (order[i:i + k] for i in range(0, len(order), k))]
+    rest = rng.permutation(single)
+    batches += [rest[i:i + batch_size] for i in range(0, len(rest), batch_size)]
+    batches = [batches[i] for i in rng.permutation(len(batches))]
+    return _deal(batches, rank, world)
+
+
+def pairs_in(batch: np.ndarray, source: np.ndarray) -> int:
+    """``k`` when ``batch`` is ``k`` clean rows followed by their ``k`` occluded twins, else 0."""
+    k = len(batch) // 2
+    if k == 0 or len(batch) != 2 * k:
+        return 0
+    return k if np.array_equal(source[batch[k:]], batch[:k]) else 0
 
 
 def ramped(aug: AugmentCfg, epoch: int) -> AugmentCfg:
@@ -153,21 +192,28 @@ def ramped(aug: AugmentCfg, epoch: int) -> AugmentCfg:
                    contrast=aug.contrast * f)
 
 
-def warp(x: torch.Tensor, masks: torch.Tensor, aug: AugmentCfg, seed: int,
+def warp(x: torch.Tensor, masks: torch.Tensor, aug: AugmentCfg, seed: int, pairs: int = 0,
          ) -> tuple[torch.Tensor, torch.Tensor]:
     """Random flip, rotation, zoom, shift, brightness and contrast for a normalised batch.
 
-    ``x``: N×1×H×W in [-1, 1]; ``masks``: N×1×H×W float (warped with the faces).
+    ``x``: N×1×H×W in [-1, 1]; ``masks``: N×1×H×W float (warped with the faces). With
+    ``pairs = k``, rows ``k .. 2k-1`` get the draws of rows ``0 .. k-1`` (a face and its occluded
+    twin are warped alike); the draws themselves do not depend on ``pairs``.
     """
     n = len(x)
     if n == 0:
         return x, masks
     g = torch.Generator().manual_seed(seed)
 
-    def uniform(lo: float, hi: float) -> torch.Tensor:
-        return lo + (hi - lo) * torch.rand(n, generator=g)
+    def tie(t: torch.Tensor) -> torch.Tensor:
+        if pairs:
+            t[pairs:2 * pairs] = t[:pairs]
+        return t
 
-    flip = torch.where(torch.rand(n, generator=g) < aug.flip, -1.0, 1.0)
+    def uniform(lo: float, hi: float) -> torch.Tensor:
+        return tie(lo + (hi - lo) * torch.rand(n, generator=g))
+
+    flip = tie(torch.where(torch.rand(n, generator=g) < aug.flip, -1.0, 1.0))
     angle = uniform(-aug.rotate, aug.rotate) * math.pi / 180
     lo, hi = aug.scale
     zoom = torch.exp(uniform(math.log(lo), math.log(hi)))

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F  # noqa: N812
 from torch import nn
 from tqdm import tqdm
 
@@ -30,6 +31,8 @@ from occlufer.training.augment import (
     TrainArrays,
     batch_seed,
     epoch_plan,
+    paired_plan,
+    pairs_in,
     ramped,
     warp,
 )
@@ -49,6 +52,7 @@ class EpochStats:
     lr: float
     img_per_s: float
     seconds: float = 0.0
+    train_consistency: float = 0.0
 
     def metrics(self) -> dict[str, float]:
         d = asdict(self)
@@ -56,7 +60,8 @@ class EpochStats:
                 "val/loss": d["val_loss"], "val/acc": d["val_acc"],
                 "val_occluded/acc": d["val_occluded_acc"], "val_mixed/acc": d["val_mixed_acc"],
                 "lr": d["lr"], "train/img_per_s": d["img_per_s"],
-                "train/epoch_seconds": d["seconds"]}
+                "train/epoch_seconds": d["seconds"],
+                "train/consistency": d["train_consistency"]}
 
 
 @dataclass
@@ -175,6 +180,51 @@ def autocast_dtype(cfg: TrainCfg, device: torch.device) -> torch.dtype | None:
     return None
 
 
+class WeightEma:
+    """An exponential moving average of a model's weights (and BatchNorm statistics).
+
+    ``decay`` is warmed up as ``min(decay, (1 + t) / (10 + t))`` after ``t`` updates, so the
+    average does not hold on to the random initialisation. Integer buffers are copied.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay, self.updates = decay, 0
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self._pairs(model)
+
+    def _pairs(self, model: nn.Module) -> None:
+        mine, theirs = self.model.state_dict(), model.state_dict(keep_vars=True)
+        floats = [k for k, v in mine.items() if v.dtype.is_floating_point]
+        self._float = ([mine[k] for k in floats], [theirs[k].detach() for k in floats])
+        self._other = [(mine[k], theirs[k]) for k in mine if k not in set(floats)]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        torch._foreach_lerp_(self._float[0], self._float[1], 1.0 - d)
+        for mine, theirs in self._other:
+            mine.copy_(theirs)
+
+    def state(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "updates": self.updates}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.updates = int(state["updates"])
+
+
+def consistency_loss(logits: torch.Tensor, pairs: int, temperature: float) -> torch.Tensor:
+    """KL(p_clean || p_occluded) over the batch's ``pairs`` (rows ``0..k-1`` clean, ``k..2k-1``
+    their occluded twins), clean side detached, both softened by ``temperature`` (× T²)."""
+    t = temperature
+    clean = F.log_softmax(logits[:pairs].detach().float() / t, dim=1)
+    occluded = F.log_softmax(logits[pairs:2 * pairs].float() / t, dim=1)
+    return F.kl_div(occluded, clean, log_target=True, reduction="batchmean") * (t * t)
+
+
 def _world() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
@@ -216,12 +266,15 @@ _MONITOR_FIELD = {"val/acc": "val_acc", "val_occluded/acc": "val_occluded_acc",
 def fit(model: nn.Module, train: TrainArrays, val: ValArrays, cfg: TrainCfg,
         model_cfg: ModelCfg, occlusion: OcclusionCfg | None, seed: int, device: torch.device,
         *, state: TrainState | None = None,
-        on_epoch: Callable[[EpochStats, TrainState], None] | None = None) -> FitResult:
+        on_epoch: Callable[[EpochStats, TrainState], None] | None = None,
+        before_epoch: Callable[[int], None] | None = None) -> FitResult:
     """Train ``model`` (in place; it ends holding the best epoch's weights).
 
     ``state`` resumes after its epoch; ``on_epoch(stats, state)`` runs after every epoch with
-    the state to checkpoint. Stops early after ``cfg.early_stopping`` epochs without a better
-    ``cfg.monitor``.
+    the state to checkpoint; ``before_epoch(epoch)`` runs at the start of every epoch, after the
+    model is put in training mode (e.g. :func:`occlufer.training.init.trunk_freezer`; it must
+    depend on the epoch alone, so that a resumed run does the same). Stops early after
+    ``cfg.early_stopping`` epochs without a better ``cfg.monitor``.
     """
     rank, world = _world()
     cuda = device.type == "cuda"
@@ -233,14 +286,22 @@ def fit(model: nn.Module, train: TrainArrays, val: ValArrays, cfg: TrainCfg,
         model.to(memory_format=torch.channels_last)
     net: nn.Module = model
     if world > 1:
-        net = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if cuda else None)
-    steps_per_epoch = len(epoch_plan(len(train), cfg.batch_size, seed, 1, rank, world))
+        net = nn.parallel.DistributedDataParallel(  # a hook may freeze parameters
+            model, device_ids=[device.index] if cuda else None,
+            find_unused_parameters=before_epoch is not None)
+    def plan_of(epoch: int) -> list[np.ndarray]:
+        if cfg.pair:
+            return paired_plan(train.source, cfg.batch_size, seed, epoch, rank, world)
+        return epoch_plan(len(train), cfg.batch_size, seed, epoch, rank, world)
+
+    steps_per_epoch = len(plan_of(1))
     optimizer = _optimizer(model, cfg)
     scheduler = _scheduler(optimizer, cfg, steps_per_epoch)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     mask_weight = model_cfg.mask_loss if hasattr(model, "aux_loss") else 0.0
     monitor = _MONITOR_FIELD[cfg.monitor]
+    ema = WeightEma(model, cfg.ema) if cfg.ema > 0 else None
+    kept = ema.model if ema is not None else model  # what is evaluated, selected and saved
 
     history: list[EpochStats] = []
     best_epoch, best_score, best_model, bad, start = 0, -math.inf, None, 0, 1
@@ -251,13 +312,17 @@ def fit(model: nn.Module, train: TrainArrays, val: ValArrays, cfg: TrainCfg,
         history = [EpochStats(**h) for h in state.history]
         best_epoch, best_score, best_model = state.best_epoch, state.best_score, state.best_model
         bad, start = state.extra.get("bad_epochs", 0), state.epoch + 1
+        if ema is not None:
+            ema.load(state.extra["ema"])
         if state.stopped:
             start = cfg.epochs + 1
 
     for epoch in range(start, cfg.epochs + 1):
         net.train()
+        if before_epoch is not None:
+            before_epoch(epoch)
         torch.manual_seed(batch_seed(seed, epoch, rank, 1))  # dropout draws
-        plan = epoch_plan(len(train), cfg.batch_size, seed, epoch, rank, world)
+        plan = plan_of(epoch)
         aug = ramped(cfg.augment, epoch)
         source = BatchSource(train, plan, epoch, seed, aug, occlusion)
         loader = torch.utils.data.DataLoader(
@@ -267,13 +332,15 @@ def fit(model: nn.Module, train: TrainArrays, val: ValArrays, cfg: TrainCfg,
         # summed on the device: a .item() per step would make every step wait for the GPU
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         hits = torch.zeros((), dtype=torch.int64, device=device)
+        cons_sum = torch.zeros((), dtype=torch.float64, device=device)
         seen, t0 = 0, time.perf_counter()
         bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", disable=None, leave=False)
         for b, (images, labels, masks) in enumerate(bar):
             x = to_input(images.to(device, non_blocking=True))
             y = labels.to(device, non_blocking=True)
             m = masks.to(device, non_blocking=True).float().unsqueeze(1)
-            x, m = warp(x, m, aug, batch_seed(seed, epoch, b * world + rank, 2))
+            pairs = pairs_in(plan[b], train.source) if cfg.pair else 0
+            x, m = warp(x, m, aug, batch_seed(seed, epoch, b * world + rank, 2), pairs)
             if amp is not None:
                 x = x.contiguous(memory_format=torch.channels_last)
             optimizer.zero_grad(set_to_none=True)
@@ -284,24 +351,32 @@ def fit(model: nn.Module, train: TrainArrays, val: ValArrays, cfg: TrainCfg,
                 loss = loss_fn(logits.float(), y)
                 if mask_weight > 0:
                     loss = loss + mask_weight * model.aux_loss(m.squeeze(1))
+                if pairs and cfg.consistency > 0:
+                    cons = consistency_loss(logits, pairs, cfg.consistency_temperature)
+                    loss = loss + cfg.consistency * cons
+                    cons_sum += cons.detach().double() * len(y)
             loss.backward()
             optimizer.step()
             scheduler.step()
+            if ema is not None:
+                ema.update()
             loss_sum += loss.detach().double() * len(y)
             hits += (logits.argmax(1) == y).sum()
             seen += len(y)
-        total_loss, correct, seen = _all_sum([float(loss_sum), int(hits), seen], device)
+        total_loss, correct, seen, cons_total = _all_sum(
+            [float(loss_sum), int(hits), seen, float(cons_sum)], device)
         elapsed = time.perf_counter() - t0
-        v = evaluate(model, val, max(256, cfg.batch_size), device, cfg.tta_flip,
+        v = evaluate(kept, val, max(256, cfg.batch_size), device, cfg.tta_flip,
                      cfg.label_smoothing)
         stats = EpochStats(epoch=epoch, train_loss=total_loss / max(seen, 1),
                            train_acc=correct / max(seen, 1), lr=scheduler.get_last_lr()[0],
-                           img_per_s=seen / elapsed, seconds=time.perf_counter() - t0, **v)
+                           img_per_s=seen / elapsed, seconds=time.perf_counter() - t0,
+                           train_consistency=cons_total / max(seen, 1), **v)
         history.append(stats)
         score = getattr(stats, monitor)
         if score > best_score:
             best_epoch, best_score, bad = epoch, score, 0
-            best_model = copy.deepcopy(model.state_dict())
+            best_model = copy.deepcopy(kept.state_dict())
         else:
             bad += 1
         stop = cfg.early_stopping > 0 and bad >= cfg.early_stopping
@@ -315,7 +390,8 @@ def fit(model: nn.Module, train: TrainArrays, val: ValArrays, cfg: TrainCfg,
                 epoch=epoch, model=model.state_dict(), optimizer=optimizer.state_dict(),
                 scheduler=scheduler.state_dict(), history=[asdict(h) for h in history],
                 best_epoch=best_epoch, best_score=best_score, best_model=best_model,
-                extra={"bad_epochs": bad, "stopped": stop}))
+                extra={"bad_epochs": bad, "stopped": stop,
+                       **({"ema": ema.state()} if ema is not None else {})}))
         if stop:
             if rank == 0:
                 print(f"early stopping: no better {cfg.monitor} for {bad} epochs "

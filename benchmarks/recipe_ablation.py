@@ -1,0 +1,162 @@
+"""Ablation of the training recipe: what each ingredient buys at the same budget.
+
+    python benchmarks/recipe_ablation.py [--fer ../shared/datasets/fer2013] [--epochs 8]
+        [--variants baseline,pair,pair_cons,pair_cons_ema] [--n 0] [--out FILE.csv]
+
+Protocol (issue "Close the occlusion gap"): every choice is made on a validation split carved
+from FER2013 Training; PublicTest is the test set, scored once per variant and never used for a
+choice.
+
+- train: FER2013 Training minus the val faces, plus one occluded copy of each (the default
+  mixture, re-drawn every epoch: ``fresh_occlusion``), the FER2013 CPU recipe's settings
+  (model, optimiser, schedule, augmentation, bf16 where the CPU has it) for ``--epochs`` epochs;
+- val: a seeded, class-stratified 10 % of FER2013 Training and one occluded copy of each; the
+  epoch kept is the best ``val_mixed/acc``;
+- test: every PublicTest face clean, then every PublicTest face re-occluded by each occluder
+  type at ratio 0.25 (``validate``'s robustness draw). The gap of a type is clean accuracy minus
+  that accuracy on the same faces, in points.
+
+Variants differ only in the named ``train`` keys (or the occluders trained on); the data, seed,
+epochs and everything else are the same. Each finished variant appends one row to ``--out``
+(CSV), so a long ablation can run variant by variant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+from _common import fer_faces, hardware, mixed_train_arrays  # noqa: E402
+
+from occlufer.config import compose, parse_params  # noqa: E402
+from occlufer.data.split import group_split  # noqa: E402
+from occlufer.labels import CLASSES  # noqa: E402
+from occlufer.models import build_model  # noqa: E402
+from occlufer.occlusion import OcclusionSpec, occlude_images  # noqa: E402
+from occlufer.training import ValArrays, fit  # noqa: E402
+from occlufer.training.loop import predict_logits  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_TYPES = ("block", "sunglasses", "mask", "hand", "hair", "polygon", "strokes")
+GAP_RATIO = 0.25
+
+#: name → (train overrides, occluder weights set to 0 in training)
+VARIANTS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
+    "baseline": ({}, ()),
+    "pair": ({"pair": True}, ()),
+    "pair_cons": ({"pair": True, "consistency": 1.0}, ()),
+    "pair_cons3": ({"pair": True, "consistency": 3.0}, ()),
+    "pair_cons_t2": ({"pair": True, "consistency": 1.0, "consistency_temperature": 2.0}, ()),
+    "ema": ({"ema": 0.999}, ()),
+    "pair_cons_ema": ({"pair": True, "consistency": 1.0, "ema": 0.999}, ()),
+    "baseline_no_mask": ({}, ("mask",)),
+    "pair_cons_no_mask": ({"pair": True, "consistency": 1.0}, ("mask",)),
+}
+
+
+def load(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    files = sorted(f for f in folder.glob("*/*.jpg") if f.parent.name in CLASSES)
+    if not files:
+        raise SystemExit(f"{folder}: no <class>/*.jpg images; pass --fer")
+    return fer_faces(files)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--fer", type=Path, default=ROOT.parent / "shared/datasets/fer2013")
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--variants", default="baseline,pair,pair_cons,pair_cons_ema")
+    ap.add_argument("--n", type=int, default=0, help="use only the first N training faces "
+                    "(a seeded permutation; 0 = all), for a quick look")
+    ap.add_argument("--val-fraction", type=float, default=0.1)
+    ap.add_argument("--out", type=Path, default=ROOT / "reports/ablation/recipe_ablation.csv")
+    args = ap.parse_args()
+    names = args.variants.split(",")
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+    hw = hardware()
+    print(f"hardware: {hw}", flush=True)
+    base = parse_params(compose(["experiment=fer2013_cpu"], ROOT / "conf"))
+    images, labels = load(args.fer / "train")
+    if args.n:
+        keep = np.sort(np.random.default_rng(0).permutation(len(images))[:args.n])
+        images, labels = images[keep], labels[keep]
+    import pandas as pd
+
+    is_val = group_split(pd.Series(labels), pd.Series(np.arange(len(labels))),
+                         args.val_fraction, base.seed)
+    tr_img, tr_lab = images[~is_val], labels[~is_val]
+    va_img, va_lab = images[is_val], labels[is_val]
+    spec = OcclusionSpec.from_cfg(base.occlusion)
+    va_occ = occlude_images(va_img, [f"val-{i}" for i in range(len(va_img))], base.seed + 1,
+                            spec, purpose="ablation-val")
+    val = ValArrays(np.concatenate([va_img, va_occ.images]), np.r_[va_lab, va_lab],
+                    np.r_[np.zeros(len(va_img), bool), np.ones(len(va_img), bool)])
+    te_img, te_lab = load(args.fer / "val")
+    te_ids = [f"test-{i}" for i in range(len(te_img))]
+    test_sets = {kind: occlude_images(te_img, te_ids, base.seed, replace(
+        spec.only(kind), ratio=(GAP_RATIO, GAP_RATIO)), purpose="robustness").images
+        for kind in TEST_TYPES}
+    print(f"data: {len(tr_img)} train faces (+ occluded copies), {len(va_img)} val faces "
+          f"(+ copies), {len(te_img)} test faces (PublicTest); {args.epochs} epochs of the "
+          "FER2013 CPU recipe's settings", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        overrides, held_out = VARIANTS[name]
+        occlusion = base.occlusion
+        if held_out:
+            occlusion = replace(occlusion, types={t: (0.0 if t in held_out else w)
+                                                  for t, w in occlusion.types.items()})
+        data = mixed_train_arrays(tr_img, tr_lab, occlusion)
+        cfg = replace(base.train, epochs=args.epochs, **overrides)
+        m = base.model
+        torch.manual_seed(base.seed)
+        model = build_model(m.name, num_classes=len(CLASSES), image_size=48,
+                            dropout=m.dropout, width=m.width, blocks=m.blocks)
+        t0 = time.perf_counter()
+        result = fit(model, data, val, cfg, m, occlusion, base.seed, torch.device("cpu"))
+        minutes = (time.perf_counter() - t0) / 60
+
+        def acc(x: np.ndarray) -> float:
+            logits = predict_logits(model, x, 256, torch.device("cpu"), cfg.tta_flip)
+            return float((logits.argmax(1) == te_lab).mean())
+
+        clean = acc(te_img)
+        row = {"variant": name, "epochs": args.epochs, "train_faces": len(tr_img),
+               "held_out": "+".join(held_out) or "-",
+               **{k: v for k, v in overrides.items()},
+               "best_epoch": result.best_epoch, "val_mixed_acc": round(result.best_score, 4),
+               "test_clean": round(clean, 4)}
+        for kind in TEST_TYPES:
+            row[f"gap_{kind}"] = round(100 * (clean - acc(test_sets[kind])), 1)
+        row["mean_gap_4"] = round(float(np.mean([row[f"gap_{k}"] for k in
+                                                 ("block", "sunglasses", "mask", "hand")])), 2)
+        row["minutes"] = round(minutes, 1)
+        row["img_per_s"] = round(float(np.mean([h.img_per_s for h in result.history])))
+        row["hardware"] = hw
+        print(" ".join(f"{k}={v}" for k, v in row.items() if k != "hardware"), flush=True)
+        fields = ["variant", "epochs", "train_faces", "held_out", "pair", "consistency",
+                  "consistency_temperature", "ema", "best_epoch", "val_mixed_acc",
+                  "test_clean", *[f"gap_{k}" for k in TEST_TYPES], "mean_gap_4", "minutes",
+                  "img_per_s", "hardware"]
+        new = not args.out.is_file()
+        with args.out.open("a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+            if new:
+                w.writeheader()
+            w.writerow(row)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,227 @@
+"""Fine-tuning: start from another model's trunk (``train.init_from``), freeze it for a while.
+
+A model's *head* is its class-specific part, named by the class attribute ``head_prefixes``
+(``state_dict`` key prefixes: ``head.`` for the resnet family, plus ``attention.`` for
+``occ_resnet``; the final linear layer ``classifier.4.`` for ``seed_cnn``); the rest is the
+*trunk*. :func:`load_init` copies the trunk of a saved ``model.pt`` into a freshly built model:
+
+- same classes in the same order: the head is copied too;
+- the same classes in another order: the head is copied with the rows of its final linear
+  layer reordered to the configured classes;
+- other classes (e.g. CK+ with ``contempt`` and without ``neutral``): the head keeps its fresh
+  initialisation.
+
+A trunk that does not fit (other architecture, width, blocks or image size, or other weights)
+stops with one line that says which ``model`` settings would fit. :func:`trunk_freezer` gives
+the ``fit`` hook that freezes the trunk for the first ``train.freeze_epochs`` epochs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from occlufer.errors import OccluferError
+from occlufer.models import MODELS
+from occlufer.models.refs import resolve_model_file
+
+if TYPE_CHECKING:
+    from occlufer.config import Params
+
+KEY = "train.init_from"
+
+
+def head_prefixes(model: nn.Module) -> tuple[str, ...]:
+    prefixes = getattr(model, "head_prefixes", None)
+    if not prefixes:
+        raise OccluferError(f"{KEY}: model class {type(model).__name__} names no head "
+                            "(head_prefixes), so its trunk cannot be told from its head")
+    return tuple(prefixes)
+
+
+def is_head(key: str, prefixes: Sequence[str]) -> bool:
+    return any(key.startswith(p) for p in prefixes)
+
+
+def _classifier(model: nn.Module, prefixes: Sequence[str]) -> str:
+    """Name of the head's final linear layer (one row per class)."""
+    names = [n for n, m in model.named_modules()
+             if isinstance(m, nn.Linear) and is_head(n + ".", prefixes)]
+    if not names:
+        raise OccluferError(f"{KEY}: model class {type(model).__name__} has no linear layer in "
+                            f"its head {list(prefixes)}")
+    return names[-1]
+
+
+def _effective_arch(name: str, arch: Mapping[str, Any]) -> dict[str, Any]:
+    """``width``/``blocks`` as the class builds them (``None`` → the class default)."""
+    module, cls_name = MODELS[name].split(":")
+    cls = getattr(importlib.import_module(module), cls_name)
+    out: dict[str, Any] = {}
+    for key in ("width", "blocks"):
+        default = getattr(cls, f"default_{key}", None)
+        if default is None:
+            continue
+        value = arch.get(key) if arch.get(key) is not None else default
+        out[key] = [int(b) for b in value] if key == "blocks" else int(value)
+    return out
+
+
+def _describe(name: str, arch: Mapping[str, Any], size: int) -> str:
+    parts = [name]
+    if "width" in arch:
+        parts.append(f"width-{arch['width']}")
+    if "blocks" in arch:
+        parts.append(f"blocks {arch['blocks']}")
+    return " ".join(parts) + f" model for {size}×{size} faces"
+
+
+def _overrides(name: str, arch: Mapping[str, Any]) -> str:
+    out = [f"model={name}"]
+    if "width" in arch:
+        out.append(f"model.width={arch['width']}")
+    if "blocks" in arch:
+        out.append("model.blocks=[" + ",".join(map(str, arch["blocks"])) + "]")
+    return " ".join(out)
+
+
+def read_saved(ref: str, path: Path) -> dict[str, Any]:
+    """The content of a ``model.pt`` written by :func:`occlufer.models.save_model`."""
+    try:
+        meta = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - pickle/zip errors of a foreign or broken file
+        raise OccluferError(f"{KEY} {ref}: {path} is not a readable model.pt "
+                            f"({exc.__class__.__name__}); give one written by `train`") from None
+    need = ("name", "classes", "image_size", "state_dict")
+    if not isinstance(meta, dict) or any(k not in meta for k in need):
+        raise OccluferError(f"{KEY} {ref}: {path} is not a model.pt written by occlufer (it "
+                            f"lacks {', '.join(need)}); give one written by `train`")
+    return meta
+
+
+def _check_fits(ref: str, meta: Mapping[str, Any], name: str, arch: Mapping[str, Any],
+                image_size: int) -> None:
+    """The saved architecture must be the configured one: else one line with the fix."""
+    saved_name, saved_size = str(meta["name"]), int(meta["image_size"])
+    if saved_name not in MODELS:
+        raise OccluferError(f"{KEY} {ref} is a {saved_name!r} model, an architecture this "
+                            f"version does not know ({', '.join(sorted(MODELS))}); drop "
+                            f"{KEY} or give another model")
+    saved_arch = _effective_arch(saved_name, meta.get("arch") or {})
+    own_arch = _effective_arch(name, arch)
+    fix = []
+    if (saved_name, saved_arch) != (name, own_arch):
+        fix.append(_overrides(saved_name, saved_arch))
+    if saved_size != image_size:
+        fix.append(f"acquire.image_size={saved_size}")
+    if fix:
+        raise OccluferError(f"{KEY} {ref} is a {_describe(saved_name, saved_arch, saved_size)}, "
+                            f"not the configured {_describe(name, own_arch, image_size)}; set "
+                            f"{' '.join(fix)} (e.g. `dvc exp run -S ...`) or drop {KEY}")
+
+
+def _check_keys(ref: str, saved: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor],
+                keys: set[str], name: str) -> None:
+    missing = sorted(k for k in keys if k not in saved)
+    unexpected = sorted(k for k in saved if k not in own)
+    shapes = sorted(k for k in keys if k in saved and saved[k].shape != own[k].shape)
+    problems = []
+    if missing:
+        problems.append(f"missing {', '.join(missing[:3])}" + (" ..." if len(missing) > 3 else ""))
+    if unexpected:
+        problems.append(f"unexpected {', '.join(unexpected[:3])}"
+                        + (" ..." if len(unexpected) > 3 else ""))
+    if shapes:
+        k = shapes[0]
+        problems.append(f"{k} is {tuple(saved[k].shape)}, the model has {tuple(own[k].shape)}")
+    if problems:
+        raise OccluferError(f"{KEY} {ref}: its weights do not fit the configured {name} model "
+                            f"({'; '.join(problems)}); it comes from another version of the "
+                            f"architecture: retrain it with this one or drop {KEY}")
+
+
+def load_init(model: nn.Module, ref: str, *, name: str, classes: Sequence[str],
+              image_size: int, arch: Mapping[str, Any], path: Path | None = None) -> str:
+    """Copy the trunk (and, for the same classes, the head) of ``ref`` into ``model``.
+
+    ``name``/``arch``/``image_size``/``classes``: what ``model`` was built as; ``path``: the
+    resolved ``ref`` (resolved here when not given). Returns what was loaded, for the log.
+    """
+    path = resolve_model_file(ref) if path is None else path
+    meta = read_saved(ref, path)
+    _check_fits(ref, meta, name, arch, image_size)
+    saved, own = dict(meta["state_dict"]), model.state_dict()
+    prefixes = head_prefixes(model)
+    trunk = {k for k in own if not is_head(k, prefixes)}
+    saved_classes, classes = [str(c) for c in meta["classes"]], list(classes)
+    if saved_classes == classes:
+        _check_keys(ref, saved, own, set(own), name)
+        model.load_state_dict(saved)
+        return f"trunk and head of a {meta['name']} model ({len(classes)} classes)"
+    _check_keys(ref, {k: v for k, v in saved.items() if not is_head(k, prefixes)}, own, trunk,
+                name)
+    if sorted(saved_classes) == sorted(classes):
+        _check_keys(ref, saved, own, set(own), name)
+        order = torch.tensor([saved_classes.index(c) for c in classes])
+        linear = _classifier(model, prefixes)
+        for k in (f"{linear}.weight", f"{linear}.bias"):
+            if k in saved:
+                saved[k] = saved[k].index_select(0, order)
+        model.load_state_dict(saved)
+        return (f"trunk and head of a {meta['name']} model, head rows reordered from "
+                f"{saved_classes} to {classes}")
+    model.load_state_dict({**own, **{k: saved[k] for k in trunk}})
+    new = sorted(set(classes) - set(saved_classes))
+    gone = sorted(set(saved_classes) - set(classes))
+    return (f"trunk of a {meta['name']} model; head re-initialised for the classes "
+            f"{classes} (new: {new or 'none'}, dropped: {gone or 'none'})")
+
+
+def trunk_freezer(model: nn.Module, epochs: int) -> Callable[[int], None] | None:
+    """The ``fit(before_epoch=...)`` hook that freezes the trunk for epochs ``1..epochs``.
+
+    A frozen epoch sets ``requires_grad=False`` on the trunk's parameters (no gradients, so the
+    optimizer skips them: weights, weight decay and optimizer state stay as they are) and puts
+    its BatchNorm layers in eval mode (running statistics kept); later epochs train it all. It
+    depends on the epoch number only, so a run resumed at any epoch does what an uninterrupted
+    run does. ``None`` for ``epochs == 0``.
+    """
+    if epochs <= 0:
+        return None
+    prefixes = head_prefixes(model)
+
+    def before_epoch(epoch: int) -> None:
+        frozen = epoch <= epochs
+        for key, p in model.named_parameters():
+            if not is_head(key, prefixes):
+                p.requires_grad_(not frozen)
+        if frozen:
+            for key, m in model.named_modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm) and not is_head(
+                        key + ".", prefixes):
+                    m.eval()
+
+    return before_epoch
+
+
+def init_model(model: nn.Module, params: Params, classes: Sequence[str], image_size: int,
+               path: Path | None, *, print_: bool = True) -> Callable[[int], None] | None:
+    """The train stage's step: load ``train.init_from`` (resolved to ``path``) into ``model``;
+    returns the freezing hook for ``fit`` (``None`` without ``train.freeze_epochs``)."""
+    cfg = params.train
+    if cfg.init_from is None:
+        return None
+    what = load_init(model, cfg.init_from, name=params.model.name, classes=classes,
+                     image_size=image_size, path=path,
+                     arch={"width": params.model.width, "blocks": params.model.blocks})
+    if print_:
+        print(f"train: from {cfg.init_from}: {what}"
+              + (f"; trunk frozen for the first {cfg.freeze_epochs} epoch(s)"
+                 if cfg.freeze_epochs else ""),
+              flush=True)
+    return trunk_freezer(model, cfg.freeze_epochs)

@@ -1,0 +1,239 @@
+"""The model zoo: trained models shipped inside the package, each with a generated model card.
+
+An entry ``NAME`` is three files in :func:`zoo_dir`:
+
+- ``NAME.pt``: the model as :func:`occlufer.models.save_model` writes it (weights in fp16 when
+  that keeps parity with fp32, see :mod:`occlufer.zoo.publish`), loadable by
+  :func:`occlufer.models.load_model`;
+- ``NAME.json``: the machine-readable card (sha256 of the ``.pt``, classes, image size,
+  preprocessing, architecture, recipe and params, commit, data hashes from ``dvc.lock``,
+  training time and hardware, accuracy with intervals, calibration, limits);
+- ``NAME.md``: the card for people, rendered from the json (:mod:`occlufer.zoo.card`).
+
+Entries are written by ``occlufer zoo publish`` from a finished pipeline run, never by hand.
+``--model zoo:NAME`` names one anywhere a model is taken; without ``--model`` and without a
+trained ``models/model.pt`` the commands use :data:`DEFAULT`
+(:func:`occlufer.inference.predictor.resolve_model`). Loading an entry checks the file against
+its card (:func:`verify`) and stops with one line saying what is wrong and how to fix it.
+
+This module imports neither PyTorch nor MLflow: ``occlufer zoo list`` stays fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from occlufer.errors import OccluferError
+
+#: the entry used when no model is named and none was trained here
+DEFAULT = "fer2013"
+SCHEME = "zoo:"
+ENV = "OCCLUFER_ZOO_DIR"
+FORMAT = 1
+#: the largest weights file an entry may have (the zoo is committed to git)
+MAX_BYTES = 10 * 1024 * 1024
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+
+
+def zoo_dir() -> Path:
+    """``$OCCLUFER_ZOO_DIR`` when set, else this package's folder (``src/occlufer/zoo``)."""
+    env = os.environ.get(ENV)
+    return Path(env) if env else Path(__file__).resolve().parent
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.match(name):
+        raise OccluferError(f"zoo entry name {name!r}: use lower-case letters, digits, '_', '-' "
+                            "or '.' (e.g. fer2013)")
+    return name
+
+
+def names(folder: Path | None = None) -> list[str]:
+    """Entries with a card in the zoo folder, sorted."""
+    folder = folder or zoo_dir()
+    return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fix(name: str, what: Path) -> str:
+    """How to get a good copy of a shipped file back."""
+    here = Path(__file__).resolve().parent
+    if what.parent.resolve() == here:
+        restore = (f"restore it (`git checkout -- src/occlufer/zoo/{what.name}` or reinstall "
+                   "occlufer)")
+    else:
+        restore = f"restore it from where {what.parent} came from"
+    return f"{restore} or republish it (`occlufer zoo publish {name}`)"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A zoo entry whose card could be read (the weights are checked by :func:`verify`)."""
+
+    name: str
+    card: dict[str, Any]
+    folder: Path
+
+    @property
+    def pt(self) -> Path:
+        return self.folder / f"{self.name}.pt"
+
+    @property
+    def md(self) -> Path:
+        return self.folder / f"{self.name}.md"
+
+    @property
+    def json(self) -> Path:
+        return self.folder / f"{self.name}.json"
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.card["classes"])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.card["image_size"])
+
+    @property
+    def headline(self) -> dict[str, Any]:
+        """The clean accuracy the card reports: split, acc, ci_low, ci_high (may be empty)."""
+        ev = self.card.get("evaluation") or {}
+        return {"split": ev.get("split"), **(ev.get("clean") or {})}
+
+    def line(self) -> str:
+        """``model: zoo:NAME (title, test acc 0.660; occlufer zoo show NAME)``."""
+        head = self.headline
+        acc = (f", {head['split']} acc {head['acc']:.3f}" if isinstance(head.get("acc"), float)
+               else "")
+        return (f"model: {SCHEME}{self.name} ({self.card.get('title', self.name)}{acc}; "
+                f"occlufer zoo show {self.name})")
+
+
+def entry(name: str, folder: Path | None = None) -> Entry:
+    """The card of entry ``name``; an unknown name or an unreadable card is one line."""
+    folder = folder or zoo_dir()
+    path = folder / f"{name}.json"
+    if not path.is_file():
+        have = names(folder)
+        if (folder / f"{name}.pt").is_file():
+            raise OccluferError(f"zoo:{name}: {path} (its model card) is missing; "
+                                + _fix(name, path))
+        listed = (f"available: {', '.join(have)}" if have
+                  else "the zoo is empty: no model has been published yet")
+        raise OccluferError(f"zoo:{name}: no such zoo entry in {folder} ({listed}); see "
+                            "`occlufer zoo list`, or train a model with `dvc repro`")
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(card, dict):
+            raise ValueError("not a JSON object")
+        for key, kind in (("classes", list), ("image_size", int), ("file", dict),
+                          ("preprocessing", dict)):
+            if not isinstance(card.get(key), kind):
+                raise ValueError(f"no `{key}` ({kind.__name__})")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise OccluferError(f"zoo:{name}: {path} is not a valid model card "
+                            f"({str(exc).splitlines()[0][:120]}); " + _fix(name, path)) from None
+    return Entry(name, card, folder)
+
+
+def entries(folder: Path | None = None) -> list[Entry]:
+    return [entry(n, folder) for n in names(folder)]
+
+
+def verify(name: str, folder: Path | None = None) -> Entry:
+    """The entry, after checking that its weights file is the one its card describes.
+
+    Checks, each failing with one line naming the file and the fix: the card exists and reads;
+    the ``.pt`` exists and its size and sha256 are the card's (a changed or truncated file);
+    the file's classes and image size are the card's; the architecture is registered; the
+    card's preprocessing is this occlufer's (:mod:`occlufer.preprocess`).
+    """
+    e = entry(check_name(name), folder)
+    card, pt = e.card, e.pt
+    if not pt.is_file():
+        raise OccluferError(f"zoo:{name}: {pt} is missing (the card {e.json.name} is there); "
+                            + _fix(name, pt))
+    want_sha, want_bytes = card["file"].get("sha256"), card["file"].get("bytes")
+    size = pt.stat().st_size
+    if want_bytes is not None and size != want_bytes:
+        raise OccluferError(f"zoo:{name}: {pt} has {size} bytes, its card says {want_bytes} "
+                            "(truncated or replaced); " + _fix(name, pt))
+    got = sha256(pt)
+    if got != want_sha:
+        raise OccluferError(f"zoo:{name}: {pt} has sha256 {got[:12]}…, its card says "
+                            f"{str(want_sha)[:12]}… (changed or corrupted); " + _fix(name, pt))
+    meta = _read_meta(name, pt)
+    if list(meta.get("classes", [])) != e.classes:
+        raise OccluferError(f"zoo:{name}: {pt} has classes {list(meta.get('classes', []))}, its "
+                            f"card says {e.classes}; " + _fix(name, pt))
+    if int(meta.get("image_size", -1)) != e.image_size:
+        raise OccluferError(f"zoo:{name}: {pt} takes {meta.get('image_size')} px faces, its card "
+                            f"says {e.image_size}; " + _fix(name, pt))
+    from occlufer.labels import LABELS
+    from occlufer.models import MODELS
+
+    unknown = [c for c in e.classes if c not in LABELS]
+    if unknown:
+        raise OccluferError(f"zoo:{name}: classes {unknown} are not occlufer labels "
+                            f"({', '.join(LABELS)}); " + _fix(name, pt))
+    if meta.get("name") not in MODELS:
+        raise OccluferError(f"zoo:{name}: architecture {meta.get('name')!r} is not registered in "
+                            "this occlufer (occlufer.models.MODELS); upgrade occlufer or "
+                            f"republish it (`occlufer zoo publish {name}`)")
+    want, have = card["preprocessing"], preprocessing(e.image_size)
+    diff = [k for k in ("mean", "std", "scale", "channels") if want.get(k) != have[k]]
+    if diff:
+        raise OccluferError(f"zoo:{name}: the card's preprocessing "
+                            f"({', '.join(f'{k}={want.get(k)}' for k in diff)}) is not this "
+                            f"occlufer's ({', '.join(f'{k}={have[k]}' for k in diff)}); use "
+                            "the occlufer version it was published with "
+                            f"({card.get('occlufer_version')}) or republish it "
+                            f"(`occlufer zoo publish {name}`)")
+    return e
+
+
+def model_path(name: str) -> Path:
+    """The checked ``NAME.pt`` of an entry (:func:`verify`), for code that wants the file
+    (``train.init_from: zoo:NAME`` through :mod:`occlufer.models.refs`)."""
+    return verify(name).pt
+
+
+def _read_meta(name: str, pt: Path) -> dict[str, Any]:
+    import torch
+
+    try:
+        meta = torch.load(pt, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
+        raise OccluferError(f"zoo:{name}: {pt} is not a readable model file "
+                            f"({str(exc).splitlines()[0][:120]}); " + _fix(name, pt)) from None
+    if not isinstance(meta, dict) or "state_dict" not in meta:
+        raise OccluferError(f"zoo:{name}: {pt} is not an occlufer model file; " + _fix(name, pt))
+    meta.pop("state_dict")
+    return meta
+
+
+def preprocessing(image_size: int) -> dict[str, Any]:
+    """What a model of this occlufer expects (:func:`occlufer.preprocess.to_input`)."""
+    from occlufer.inference.photos import FACE_MARGIN, FACE_MIN_SIZE
+    from occlufer.preprocess import MEAN, STD
+
+    return {"input": f"uint8 grayscale face crop, {image_size}×{image_size}, one per face",
+            "formula": "(x / scale - mean) / std, one channel",
+            "scale": 255.0, "mean": float(MEAN), "std": float(STD), "channels": 1,
+            "function": "occlufer.preprocess.to_input",
+            "photos": {"detector": "OpenCV Haar frontal-face cascade (occlufer predict)",
+                       "margin": FACE_MARGIN, "min_face": FACE_MIN_SIZE,
+                       "no_detect": "centred square of the image, resized"}}

@@ -1,0 +1,441 @@
+"""``occlufer zoo publish``: a zoo entry built from a finished pipeline run, card included.
+
+Everything on the card is read from the run's files, nothing is typed in: ``models/model.pt``
+(+ ``history.csv``, ``mlflow_run.json``), ``reports/validate/metrics.json``, ``params.yaml``,
+``dvc.lock``, ``git`` and the machine (:func:`hardware`). The weights are stored in fp16 when
+the fp16 copy keeps parity with fp32 on a batch of the run's own faces (:func:`fp16_parity`),
+else in fp32; either way :func:`occlufer.models.load_model` reads the file.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import os
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from occlufer import __version__
+from occlufer.errors import OccluferError
+from occlufer.hardware import hardware
+from occlufer.zoo import FORMAT, MAX_BYTES, check_name, preprocessing, sha256, zoo_dir
+
+#: fp16 weights are kept when, against fp32, no probability of the parity faces moves by more
+#: than this (a label can then change only where fp32's top two classes are within twice it:
+#: near-ties) and at least this share of the faces keep their label
+PARITY_MAX_PROB_DIFF = 0.01
+PARITY_MIN_AGREEMENT = 0.99
+PARITY_FACES = 512
+
+
+# ------------------------------------------------------------------------------ the weights
+def half_state_dict(state: Mapping[str, Any]) -> dict[str, Any]:
+    """Floating-point tensors in fp16, the rest (e.g. BatchNorm's counters) as they are."""
+    return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def _probs(model: Any, faces: np.ndarray) -> np.ndarray:
+    import torch
+
+    from occlufer.preprocess import to_input
+
+    with torch.inference_mode():
+        return np.concatenate([torch.softmax(model(to_input(faces[i:i + 256])).float(), 1)
+                               .numpy() for i in range(0, len(faces), 256)])
+
+
+def fp16_parity(model: Any, faces: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(fp16 state dict, parity): ``model`` (fp32, eval) against the same model with its
+    weights rounded to fp16 (loaded back into fp32, as :func:`load_model` does), on ``faces``.
+    Parity: ``argmax_agreement`` (share of faces with the same label), ``max_prob_diff``."""
+    half = half_state_dict(model.state_dict())
+    rounded = copy.deepcopy(model)
+    rounded.load_state_dict(half)
+    rounded.eval()
+    a, b = _probs(model.eval(), faces), _probs(rounded, faces)
+    agree = float((a.argmax(1) == b.argmax(1)).mean()) if len(a) else 1.0
+    diff = float(np.abs(a - b).max()) if len(a) else 0.0
+    ok = agree >= PARITY_MIN_AGREEMENT and diff <= PARITY_MAX_PROB_DIFF
+    return half, {"faces": int(len(faces)), "argmax_agreement": round(agree, 6),
+                  "max_prob_diff": float(f"{diff:.3g}"), "parity": ok,
+                  "rule": f"max probability difference <= {PARITY_MAX_PROB_DIFF} and argmax "
+                          f"agreement >= {PARITY_MIN_AGREEMENT}"}
+
+
+def parity_faces(run: Path, image_size: int, n: int = PARITY_FACES) -> tuple[np.ndarray, str]:
+    """The run's own faces (``data/split/test``, else ``val``: the first ``n``), else
+    synthetic ones; returns (faces, where from)."""
+    for split in ("test", "val"):
+        path = run / "data" / "split" / split / "images.npy"
+        try:
+            images = np.load(path, mmap_mode="r")
+        except (OSError, ValueError):
+            continue
+        if images.ndim == 3 and images.shape[1:] == (image_size, image_size) and len(images):
+            return np.asarray(images[:n], dtype=np.uint8), f"data/split/{split} (first {n})"
+    from occlufer.data.synthetic import SyntheticSpec, generate
+
+    faces = generate(SyntheticSpec(n_per_class=-(-n // 7), size=image_size), seed=0)[0][:n]
+    return faces, "synthetic faces: occlufer.data.synthetic, seed 0"
+
+
+# ------------------------------------------------------------------------------ the run
+def _read_json(path: Path, what: str, fix: str) -> Any:
+    if not path.is_file():
+        raise OccluferError(f"{path}: no {what}; {fix}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise OccluferError(f"{path}: not valid JSON ({str(exc)[:120]}); {fix}") from None
+
+
+def _git(run: Path) -> dict[str, Any]:
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=run, capture_output=True, text=True,
+                                 timeout=30, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return {"commit": None, "dirty": None, "note": "not a git checkout"}
+    changed = [line[3:] for line in (git("status", "--porcelain", "--untracked-files=no")
+                                     or "").splitlines() if line.strip()]
+    return {"commit": commit.strip(), "dirty": bool(changed), "changed": changed[:30]}
+
+
+def _lock(path: Path) -> dict[str, Any]:
+    import yaml
+
+    if not path.is_file():
+        raise OccluferError(f"{path}: no dvc.lock; publish from the folder of a finished "
+                            "pipeline run (`dvc exp run -S experiment=fer2013_cpu`)")
+    try:
+        lock = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return dict(lock["stages"])
+    except (yaml.YAMLError, KeyError, TypeError, ValueError):
+        raise OccluferError(f"{path}: not a DVC lock file (no `stages`); run the pipeline "
+                            "(`dvc repro`) to write it") from None
+
+
+def data_hashes(stages: Mapping[str, Any]) -> dict[str, Any]:
+    """Per stage of ``dvc.lock``: md5 of its outs and deps (``.dir`` for folders)."""
+    out: dict[str, Any] = {}
+    for stage, body in stages.items():
+        body = body or {}
+        out[stage] = {kind: {str(e["path"]): e.get("md5") for e in body.get(kind, []) or []
+                             if isinstance(e, Mapping) and "path" in e}
+                      for kind in ("outs", "deps")}
+    return out
+
+
+def _check_lock_params(stages: Mapping[str, Any], params: Mapping[str, Any], lock: Path,
+                       params_path: Path) -> None:
+    """The params dvc.lock recorded for each stage must be those of params.yaml."""
+    for stage, body in stages.items():
+        recorded = ((body or {}).get("params") or {}).get("params.yaml") or {}
+        for key, value in recorded.items():
+            if _get(params, key) != value:
+                raise OccluferError(f"{params_path}: `{key}` differs from what {lock} recorded "
+                                    f"for stage {stage}, so models/ was not trained with it; "
+                                    "publish from the run's own workspace (`dvc exp apply "
+                                    "<exp>`, or rerun `dvc repro`)")
+
+
+def _get(data: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _flat(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        if isinstance(v, Mapping):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _composed(conf: Path, overrides: list[str]) -> dict[str, Any]:
+    """``conf`` composed as ``dvc exp run`` writes params.yaml (YAML round trip)."""
+    import yaml
+    from omegaconf import OmegaConf
+
+    from occlufer.config import compose
+
+    data = compose(overrides, conf)
+    return yaml.safe_load(OmegaConf.to_yaml(OmegaConf.create(dict(data))))
+
+
+def recipe_of(params: Mapping[str, Any], conf: Path, recipe: str | None) -> dict[str, Any]:
+    """The recipe (``conf/experiment/<recipe>.yaml``) and how the run's params differ from it.
+
+    Without ``recipe``, the experiment whose composition equals params.yaml (``default``: the
+    base config), else ``custom``.
+    """
+    if not (conf / "config.yaml").is_file():
+        return {"name": recipe or "custom", "conf": None, "overrides": None,
+                "note": f"{conf}/ not found: params not compared with the recipe"}
+    candidates = [recipe] if recipe else [
+        None, *sorted(p.stem for p in (conf / "experiment").glob("*.yaml"))]
+    flat = _flat(params)
+    best: tuple[str, dict[str, Any]] | None = None
+    for cand in candidates:
+        composed = _flat(_composed(conf, [f"experiment={cand}"] if cand else []))
+        diff = {k: {"recipe": composed.get(k), "run": flat.get(k)}
+                for k in sorted(set(composed) | set(flat)) if composed.get(k) != flat.get(k)}
+        if recipe or not diff:
+            best = (cand or "default", diff)
+            break
+    if best is None:
+        return {"name": "custom", "conf": None, "overrides": None,
+                "note": "params.yaml matches no conf/experiment option; name it with --recipe"}
+    name, diff = best
+    return {"name": name, "conf": (f"conf/experiment/{name}.yaml" if name != "default"
+                                   else "conf/config.yaml"),
+            "command": ("dvc exp run" + (f" -S experiment={name}" if name != "default" else "")
+                        + "".join(f" -S '{k}={json.dumps(v['run'])}'" for k, v in diff.items())),
+            "overrides": diff}
+
+
+def _group(metrics: Mapping[str, float], prefix: str) -> dict[str, float]:
+    keys = {"acc": "acc", "ci_low": "acc_ci_low", "ci_high": "acc_ci_high", "n": "n",
+            "ece": "ece", "macro_f1": "macro_f1"}
+    return {k: (int(metrics[f"{prefix}/{m}"]) if k == "n" else float(metrics[f"{prefix}/{m}"]))
+            for k, m in keys.items() if f"{prefix}/{m}" in metrics}
+
+
+def evaluation(metrics: Mapping[str, float], validate: Mapping[str, Any]) -> dict[str, Any]:
+    """The card's accuracy and calibration: the test split's keys when present, else val's."""
+    split = "test" if "test/acc" in metrics else "val" if "val/acc" in metrics else None
+    if split is None:
+        raise OccluferError("the validate report has neither test/acc nor val/acc; run the "
+                            "validate stage (`dvc repro validate`)")
+    rob = "test_robustness" if split == "test" else "robustness"
+    occ = f"{split}_occluded/occluder/"
+    types = sorted({k[len(occ):].split("/")[0] for k in metrics if k.startswith(occ)}
+                   | {k[len(rob) + 1:].split("/")[0] for k in metrics
+                      if k.startswith(f"{rob}/") and k.endswith("/gap")})
+    occluders = {}
+    for t in types:
+        row = _group(metrics, f"{occ}{t}")
+        row.pop("ece", None)
+        for m in ("acc_at_gap", "gap", "auc"):
+            if f"{rob}/{t}/{m}" in metrics:
+                row[m] = float(metrics[f"{rob}/{t}/{m}"])
+        occluders[t] = row
+    note = ("held-out test split (data/split/test): training never read it and it did not "
+            "select the epoch" if split == "test" else
+            "validation split: it also selected the best epoch, so the figures lean optimistic "
+            "(the run had no test split)")
+    out = {"split": split, "split_note": note, "source_keys": f"{split}/..., {split}_occluded/..."
+           f", {rob}/...", "ci_level": validate.get("ci_level"),
+           "ci_method": "percentile bootstrap over faces", "gap_ratio": validate.get("gap_ratio"),
+           "clean": _group(metrics, split), "occluded": _group(metrics, f"{split}_occluded"),
+           "occluders": occluders}
+    if f"{rob}/mean_auc" in metrics:
+        auc = {"value": metrics[f"{rob}/mean_auc"],
+               "ci_low": metrics.get(f"{rob}/mean_auc_ci_low"),
+               "ci_high": metrics.get(f"{rob}/mean_auc_ci_high")}
+        out["robustness_mean_auc"] = {k: float(v) for k, v in auc.items() if v is not None}
+    return out
+
+
+def training_time(meta: Mapping[str, Any], history: Path) -> dict[str, Any]:
+    """``train_seconds`` from model.pt when train recorded it, else the sum of the epochs'
+    ``train/epoch_seconds`` in history.csv; ``epochs`` from history.csv."""
+    import pandas as pd
+
+    frame = pd.read_csv(history) if history.is_file() else pd.DataFrame()
+    out: dict[str, Any] = {"epochs": int(len(frame))} if len(frame) else {}
+    if meta.get("train_seconds") is not None:
+        return {"seconds": float(meta["train_seconds"]), **out,
+                "source": "model.pt (train_seconds, recorded by train)"}
+    if "train/epoch_seconds" in frame:
+        return {"seconds": round(float(frame["train/epoch_seconds"].sum()), 1), **out,
+                "source": f"{history.name} (sum of train/epoch_seconds: training and "
+                          "per-epoch validation, not data preparation or the validate stage)"}
+    return {"seconds": None, **out, "source": "not recorded"}
+
+
+def limits(card: Mapping[str, Any], params: Mapping[str, Any]) -> list[str]:
+    """What the model is not for: input, classes, data, occluders, calibration."""
+    size, classes = card["image_size"], card["classes"]
+    acquire = params.get("acquire") or {}
+    ev = card["evaluation"]
+    out = [f"Input: one {size}×{size} grayscale face crop per face (uint8), roughly frontal "
+           "and centred as in the training data. Photos need a face detector first: "
+           "`occlufer predict` uses OpenCV's Haar frontal-face cascade, which misses profile, "
+           "tilted and small faces.",
+           f"{len(classes)} classes only ({', '.join(classes)}): every face is put in one of "
+           "them, including faces showing none of them or things that are not faces. A facial "
+           "expression is not a felt emotion.",
+           f"The accuracy and calibration figures hold for the {ev['split']} split of the "
+           "training data's distribution; on other people, cameras, lighting or spontaneous "
+           "expressions expect lower accuracy.",
+           "The occluders are occlufer's synthetic ones (drawn blocks, sunglasses, masks, hands, "
+           f"hair, ...) covering {ev.get('gap_ratio')} of the face in the per-occluder figures; "
+           "real occlusions may differ."]
+    if acquire.get("source") == "synthetic":
+        out.append("Trained on occlufer's synthetic faces: a pipeline check, not a model "
+                   "for real photos.")
+    elif "fer" in str(acquire.get("path") or "").lower() or "fer" in card["recipe"]["name"]:
+        out.append("Trained on FER2013 (web images found by keyword search, one label each): "
+                   "labels are noisy (its authors report about 65% human accuracy), the classes "
+                   "are imbalanced (disgust is rare), and the people, ages, skin tones and "
+                   "settings are those of web photos, not a balanced sample; the model inherits "
+                   "these biases. Not for decisions about people.")
+    ece = (ev.get("clean") or {}).get("ece")
+    if ece is not None:
+        out.append(f"Calibration: ECE {ece:.3f} on the clean {ev['split']} faces; confidences "
+                   "outside that distribution are not probabilities of being right.")
+    return out
+
+
+# ------------------------------------------------------------------------------ publish
+def publish(name: str, *, run: Path | None = None, models: str = "models",
+            report: str = "reports/validate", params: str = "params.yaml",
+            lock: str = "dvc.lock", recipe: str | None = None, conf: str = "conf",
+            title: str | None = None, folder: Path | None = None) -> dict[str, Any]:
+    """Write ``<name>.pt``, ``<name>.json`` and ``<name>.md`` into ``folder`` (the zoo) from
+    the finished pipeline run in ``run`` (default: the working directory); returns the card.
+    Paths are relative to ``run``. An existing entry of that name is replaced."""
+    import torch
+    import yaml
+
+    from occlufer.config import load_params
+    from occlufer.models import load_model
+    from occlufer.zoo.card import render
+
+    check_name(name)
+    run = Path(run) if run is not None else Path()
+    folder = Path(folder or zoo_dir())
+    pt = run / models / "model.pt"
+    if not pt.is_file():
+        raise OccluferError(f"{pt}: no trained model; run the pipeline first (`dvc exp run "
+                            "-S experiment=fer2013_cpu`) or pass --models")
+    metrics = _read_json(run / report / "metrics.json", "validate report",
+                         "run the validate stage (`dvc repro validate`) or pass --report")
+    params_path = run / params
+    checked = load_params(params_path).to_dict()  # validated: a bad params.yaml stops here
+    raw = yaml.safe_load(params_path.read_text(encoding="utf-8"))
+    stages = _lock(run / lock)
+    _check_lock_params(stages, raw, run / lock, params_path)
+    git = _git(run)  # before anything is written: the zoo may be inside this checkout
+
+    model, meta = load_model(pt)
+    size, classes = int(meta["image_size"]), list(meta["classes"])
+    faces, faces_from = parity_faces(run, size)
+    half, parity = fp16_parity(model, faces)
+    parity["faces_from"] = faces_from
+    state = half if parity["parity"] else model.state_dict()
+    record = {k: v for k, v in meta.items() if k != "state_dict"}
+    folder.mkdir(parents=True, exist_ok=True)
+    out_pt = folder / f"{name}.pt"
+    tmp_pt = out_pt.with_suffix(".pt.tmp")
+    torch.save({**record, "state_dict": state}, tmp_pt)
+    nbytes = tmp_pt.stat().st_size
+    if nbytes > MAX_BYTES:
+        tmp_pt.unlink()
+        raise OccluferError(f"{pt}: {nbytes / 2**20:.1f} MB even as "
+                            f"{'fp16' if parity['parity'] else 'fp32'}; the zoo takes at most "
+                            f"{MAX_BYTES / 2**20:.0f} MB (it is committed to git): publish a "
+                            "smaller model (e.g. the fer2013_cpu recipe's)")
+
+    history = run / models / "history.csv"
+    run_ref = run / models / "mlflow_run.json"
+    recipe_info = recipe_of(raw, run / conf, recipe)
+    evaluated = evaluation(metrics, checked["validate"])
+    hw = meta.get("hardware")
+    card: dict[str, Any] = {
+        "zoo_format": FORMAT,
+        "name": name,
+        "title": title or " ".join(p.upper() for p in recipe_info["name"].split("_")) + " recipe",
+        "classes": classes,
+        "image_size": size,
+        "preprocessing": preprocessing(size),
+        "file": {"path": out_pt.name, "sha256": sha256(tmp_pt), "bytes": nbytes,
+                 "weights_dtype": "float16" if parity["parity"] else "float32",
+                 "fp16_parity": parity, "loads_with": "occlufer.models.load_model"},
+        "model": {"arch": meta["name"], "arch_params": dict(meta.get("arch") or {}),
+                  "dropout": meta.get("dropout"),
+                  "parameters": int(sum(p.numel() for p in model.parameters())),
+                  "tta_flip": bool(meta.get("tta_flip", False)), "best_epoch": meta.get("epoch")},
+        "recipe": {**recipe_info, "params": raw},
+        "provenance": {
+            "git": git,
+            "dvc_lock": data_hashes(stages),
+            "source_model": {"path": str(Path(models) / "model.pt"), "sha256": sha256(pt)},
+            "mlflow_run_id": (json.loads(run_ref.read_text(encoding="utf-8")).get("run_id")
+                              if run_ref.is_file() else None),
+            "published": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "occlufer_version": __version__,
+            "torch_version": torch.__version__,
+        },
+        "training": {**training_time(meta, history),
+                     "hardware": hw if hw else hardware(),
+                     "hardware_source": ("model.pt (recorded by train)" if hw else
+                                         "the machine that ran `occlufer zoo publish` (taken as "
+                                         "the one that trained)")},
+        "evaluation": evaluated,
+        "occlufer_version": __version__,
+    }
+    summary = run / "data" / "acquired" / "summary.json"
+    if summary.is_file():
+        counts = json.loads(summary.read_text(encoding="utf-8"))
+        card["training"]["data"] = {k: counts[k] for k in ("faces", "per_class", "per_split")
+                                    if k in counts}
+    card["limits"] = limits(card, raw)
+
+    out_json, out_md = folder / f"{name}.json", folder / f"{name}.md"
+    for path, text in ((out_json, json.dumps(card, indent=2, sort_keys=False) + "\n"),
+                       (out_md, render(card))):
+        path.with_suffix(path.suffix + ".tmp").write_text(text, encoding="utf-8")
+    os.replace(tmp_pt, out_pt)
+    for path in (out_json, out_md):
+        os.replace(path.with_suffix(path.suffix + ".tmp"), path)
+    return card
+
+
+def check(name: str, report: Path, folder: Path | None = None) -> tuple[bool, str]:
+    """Whether a fresh run's clean accuracy (``report/metrics.json``, the card's split) lies in
+    the card's interval; (within, one line)."""
+    from occlufer.zoo import verify
+
+    entry = verify(name, folder)
+    head = entry.headline
+    split = head.get("split")
+    if not split or "ci_low" not in head or "ci_high" not in head:
+        raise OccluferError(f"zoo:{name}: the card has no clean accuracy interval; republish "
+                            f"it (`occlufer zoo publish {name}`)")
+    metrics = _read_json(report / "metrics.json", "validate report",
+                         "run the recipe first (`dvc exp run -S experiment=...`) or pass "
+                         "--report")
+    key = f"{split}/acc"
+    if key not in metrics:
+        raise OccluferError(f"{report / 'metrics.json'}: no {key} (the card's numbers are on the "
+                            f"{split} split); rerun with the card's recipe: "
+                            f"`{entry.card['recipe'].get('command') or 'dvc exp run'}`")
+    acc = float(metrics[key])
+    low, high = float(head["ci_low"]), float(head["ci_high"])
+    within = low <= acc <= high
+    fresh_ci = ""
+    if f"{key}_ci_low" in metrics and f"{key}_ci_high" in metrics:
+        fresh_ci = f" [{metrics[f'{key}_ci_low']:.3f}, {metrics[f'{key}_ci_high']:.3f}]"
+    level = entry.card["evaluation"].get("ci_level")
+    lvl = f"{level:.0%} " if isinstance(level, float) else ""
+    return within, (f"zoo check {name}: fresh {key} {acc:.4f}{fresh_ci} is "
+                    f"{'WITHIN' if within else 'OUTSIDE'} the card's {lvl}interval "
+                    f"[{low:.3f}, {high:.3f}] (card: {head['acc']:.4f}, from {report})")
