@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import platform
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,25 +13,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def hardware() -> str:
-    """One line: CPU model, cores, memory, torch threads, GPU if any."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = ""
-    try:
-        kb = int(Path("/proc/meminfo").read_text().split()[1])
-        mem = f", {kb / 2**20:.0f} GiB RAM"
-    except (OSError, ValueError, IndexError):
-        pass
+    """One line: CPU model, cores, memory, torch threads, GPU if any
+    (from :func:`occlufer.hardware.hardware`, the description model cards use)."""
     import torch
 
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{cpu}, {os.cpu_count()} cores{mem}, torch {torch.__version__} "
+    from occlufer.hardware import hardware as machine
+
+    hw = machine()
+    mem = f", {hw['memory_gib']:.0f} GiB RAM" if hw["memory_gib"] is not None else ""
+    gpu = hw["gpus"][0] if hw["gpus"] else "no GPU"
+    return (f"{hw['cpu']}, {hw['cores']} cores{mem}, torch {hw['torch']} "
             f"({torch.get_num_threads()} threads), {gpu}")
 
 
@@ -99,3 +88,14 @@ def fer_faces(files: list[Path], size: int = 48) -> tuple[np.ndarray, np.ndarray
     images = np.stack([np.asarray(Image.open(f).convert("L").resize((size, size)))
                        for f in files])
     return images, np.array([CLASSES.index(f.parent.name) for f in files], dtype=np.int64)
+
+
+def fer_folder(folder: Path, size: int = 48) -> tuple[np.ndarray, np.ndarray]:
+    """Every ``<class>/*.jpg`` of ``folder`` (classes of ``occlufer.labels.CLASSES``, sorted by
+    path) as :func:`fer_faces` gives them; exits with one line when there is none."""
+    from occlufer.labels import CLASSES
+
+    files = sorted(f for f in folder.glob("*/*.jpg") if f.parent.name in CLASSES)
+    if not files:
+        raise SystemExit(f"{folder}: no <class>/*.jpg images; pass --fer")
+    return fer_faces(files, size)

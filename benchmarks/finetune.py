@@ -34,7 +34,7 @@ import torch
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-from _common import fer_faces, hardware, mixed_train_arrays  # noqa: E402
+from _common import fer_folder, hardware, mixed_train_arrays  # noqa: E402
 
 from occlufer.config import compose, parse_params  # noqa: E402
 from occlufer.errors import OccluferError  # noqa: E402
@@ -48,12 +48,6 @@ from occlufer.training.loop import predict_logits  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def load(folder: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
-    files = sorted(f for f in folder.glob("*/*.jpg") if f.parent.name in CLASSES)
-    if not files:
-        raise SystemExit(f"{folder}: no <class>/*.jpg images; pass --fer")
-    return fer_faces(files, size)
 
 
 def picks(labels: np.ndarray, sizes: list[int], select: int, seed: int = 0,
@@ -114,11 +108,11 @@ def main() -> None:
     device = resolve_device(args.device)
     print(f"hardware: {hardware()}")
 
-    images, labels = load(args.fer / "train", size)
+    images, labels = fer_folder(args.fer / "train", size)
     subsets, chosen = picks(labels, sizes, args.select_per_class, base.seed)
     select = with_occluded(images[chosen], labels[chosen], base.occlusion, base.seed + 2,
                            "finetune-select")
-    test_images, test_labels = load(args.fer / "val", size)
+    test_images, test_labels = fer_folder(args.fer / "val", size)
     test = with_occluded(test_images, test_labels, base.occlusion, base.seed + 1,
                          "finetune-test")
     print(f"model: {meta['name']} {arch} from {args.init} ({pt}), classes {meta['classes']}; "

@@ -30,7 +30,7 @@ import torch
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-from _common import fer_faces, hardware, mixed_train_arrays  # noqa: E402
+from _common import fer_folder, hardware, mixed_train_arrays  # noqa: E402
 
 from occlufer.config import compose, parse_params  # noqa: E402
 from occlufer.labels import CLASSES  # noqa: E402
@@ -41,12 +41,6 @@ from occlufer.training.loop import predict_logits  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def load(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    files = sorted(f for f in folder.glob("*/*.jpg") if f.parent.name in CLASSES)
-    if not files:
-        raise SystemExit(f"{folder}: no <class>/*.jpg images; pass --fer")
-    return fer_faces(files)
 
 
 def stratified(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
@@ -69,10 +63,10 @@ def main() -> None:
     blocks = [int(b) for b in args.blocks.split(",")]
     base = parse_params(compose(["experiment=fer2013_cpu"], ROOT / "conf"))
     train_cfg = replace(base.train, epochs=args.epochs)
-    images, labels = load(args.fer / "train")
+    images, labels = fer_folder(args.fer / "train")
     pick = stratified(labels, args.n)
     data = mixed_train_arrays(images[pick], labels[pick], base.occlusion)
-    val_images, val_labels = load(args.fer / "val")
+    val_images, val_labels = fer_folder(args.fer / "val")
     spec = OcclusionSpec.from_cfg(base.occlusion)
     occ = occlude_images(val_images, [f"val-{i}" for i in range(len(val_images))], base.seed + 1,
                          spec, purpose="ablation-val")

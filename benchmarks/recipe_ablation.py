@@ -36,7 +36,7 @@ import torch
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-from _common import fer_faces, hardware, mixed_train_arrays  # noqa: E402
+from _common import fer_folder, hardware, mixed_train_arrays  # noqa: E402
 
 from occlufer.config import compose, parse_params  # noqa: E402
 from occlufer.data.split import group_split  # noqa: E402
@@ -64,12 +64,6 @@ VARIANTS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
 }
 
 
-def load(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    files = sorted(f for f in folder.glob("*/*.jpg") if f.parent.name in CLASSES)
-    if not files:
-        raise SystemExit(f"{folder}: no <class>/*.jpg images; pass --fer")
-    return fer_faces(files)
-
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -88,7 +82,7 @@ def main() -> None:
     hw = hardware()
     print(f"hardware: {hw}", flush=True)
     base = parse_params(compose(["experiment=fer2013_cpu"], ROOT / "conf"))
-    images, labels = load(args.fer / "train")
+    images, labels = fer_folder(args.fer / "train")
     if args.n:
         keep = np.sort(np.random.default_rng(0).permutation(len(images))[:args.n])
         images, labels = images[keep], labels[keep]
@@ -103,7 +97,7 @@ def main() -> None:
                             spec, purpose="ablation-val")
     val = ValArrays(np.concatenate([va_img, va_occ.images]), np.r_[va_lab, va_lab],
                     np.r_[np.zeros(len(va_img), bool), np.ones(len(va_img), bool)])
-    te_img, te_lab = load(args.fer / "val")
+    te_img, te_lab = fer_folder(args.fer / "val")
     te_ids = [f"test-{i}" for i in range(len(te_img))]
     test_sets = {kind: occlude_images(te_img, te_ids, base.seed, replace(
         spec.only(kind), ratio=(GAP_RATIO, GAP_RATIO)), purpose="robustness").images

@@ -1,4 +1,4 @@
-"""The machine a run happens on, as recorded in ``model.pt`` and on zoo model cards."""
+"""The machine a run happens on, as zoo model cards and the benchmarks describe it."""
 
 from __future__ import annotations
 

@@ -198,7 +198,7 @@ class WeightEma:
         mine, theirs = self.model.state_dict(), model.state_dict(keep_vars=True)
         floats = [k for k, v in mine.items() if v.dtype.is_floating_point]
         self._float = ([mine[k] for k in floats], [theirs[k].detach() for k in floats])
-        self._other = [(mine[k], theirs[k]) for k in mine if k not in set(floats)]
+        self._other = [(v, theirs[k]) for k, v in mine.items() if not v.dtype.is_floating_point]
 
     @torch.no_grad()
     def update(self) -> None:
@@ -289,6 +289,7 @@ def fit(model: nn.Module, train: TrainArrays, val: ValArrays, cfg: TrainCfg,
         net = nn.parallel.DistributedDataParallel(  # a hook may freeze parameters
             model, device_ids=[device.index] if cuda else None,
             find_unused_parameters=before_epoch is not None)
+
     def plan_of(epoch: int) -> list[np.ndarray]:
         if cfg.pair:
             return paired_plan(train.source, cfg.batch_size, seed, epoch, rank, world)

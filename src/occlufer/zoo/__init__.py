@@ -205,12 +205,6 @@ def verify(name: str, folder: Path | None = None) -> Entry:
     return e
 
 
-def model_path(name: str) -> Path:
-    """The checked ``NAME.pt`` of an entry (:func:`verify`), for code that wants the file
-    (``train.init_from: zoo:NAME`` through :mod:`occlufer.models.refs`)."""
-    return verify(name).pt
-
-
 def _read_meta(name: str, pt: Path) -> dict[str, Any]:
     import torch
 
