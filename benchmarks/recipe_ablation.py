@@ -41,7 +41,7 @@ from _common import fer_folder, hardware, mixed_train_arrays  # noqa: E402
 from occlufer.config import compose, parse_params  # noqa: E402
 from occlufer.data.split import group_split  # noqa: E402
 from occlufer.labels import CLASSES  # noqa: E402
-from occlufer.models import build_model  # noqa: E402
+from occlufer.models import build_model, save_model  # noqa: E402
 from occlufer.occlusion import OcclusionSpec, occlude_images  # noqa: E402
 from occlufer.training import ValArrays, fit  # noqa: E402
 from occlufer.training.loop import predict_logits  # noqa: E402
@@ -59,10 +59,22 @@ VARIANTS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     "pair_cons_t2": ({"pair": True, "consistency": 1.0, "consistency_temperature": 2.0}, ()),
     "ema": ({"ema": 0.999}, ()),
     "pair_cons_ema": ({"pair": True, "consistency": 1.0, "ema": 0.999}, ()),
+    "cutmix": ({"mix": "cutmix"}, ()),
+    "mixup": ({"mix": "mixup"}, ()),
+    "cutmix_ema": ({"mix": "cutmix", "ema": 0.999}, ()),
     "baseline_no_mask": ({}, ("mask",)),
     "pair_cons_no_mask": ({"pair": True, "consistency": 1.0}, ("mask",)),
 }
 
+
+
+def occluded_test_sets(faces: np.ndarray, spec: OcclusionSpec, seed: int,
+                       types: tuple[str, ...] = TEST_TYPES) -> dict[str, np.ndarray]:
+    """The test faces re-occluded by each type at ``GAP_RATIO`` (``validate``'s draw)."""
+    ids = [f"test-{i}" for i in range(len(faces))]
+    return {kind: occlude_images(faces, ids, seed, replace(
+        spec.only(kind), ratio=(GAP_RATIO, GAP_RATIO)), purpose="robustness").images
+        for kind in types}
 
 
 def main() -> None:
@@ -74,6 +86,9 @@ def main() -> None:
                     "(a seeded permutation; 0 = all), for a quick look")
     ap.add_argument("--val-fraction", type=float, default=0.1)
     ap.add_argument("--out", type=Path, default=ROOT / "reports/ablation/recipe_ablation.csv")
+    ap.add_argument("--save-dir", type=Path, default=ROOT / "reports/ablation/models",
+                    help="each variant's kept model goes to DIR/<variant>.pt (a model.pt, "
+                         "for `occlufer evaluate --model` or a later test-time look)")
     args = ap.parse_args()
     names = args.variants.split(",")
     unknown = [v for v in names if v not in VARIANTS]
@@ -98,10 +113,7 @@ def main() -> None:
     val = ValArrays(np.concatenate([va_img, va_occ.images]), np.r_[va_lab, va_lab],
                     np.r_[np.zeros(len(va_img), bool), np.ones(len(va_img), bool)])
     te_img, te_lab = fer_folder(args.fer / "val")
-    te_ids = [f"test-{i}" for i in range(len(te_img))]
-    test_sets = {kind: occlude_images(te_img, te_ids, base.seed, replace(
-        spec.only(kind), ratio=(GAP_RATIO, GAP_RATIO)), purpose="robustness").images
-        for kind in TEST_TYPES}
+    test_sets = occluded_test_sets(te_img, spec, base.seed)
     print(f"data: {len(tr_img)} train faces (+ occluded copies), {len(va_img)} val faces "
           f"(+ copies), {len(te_img)} test faces (PublicTest); {args.epochs} epochs of the "
           "FER2013 CPU recipe's settings", flush=True)
@@ -121,6 +133,11 @@ def main() -> None:
         t0 = time.perf_counter()
         result = fit(model, data, val, cfg, m, occlusion, base.seed, torch.device("cpu"))
         minutes = (time.perf_counter() - t0) / 60
+        args.save_dir.mkdir(parents=True, exist_ok=True)
+        save_model(args.save_dir / f"{name}.pt", model, name=m.name, classes=CLASSES,
+                   image_size=48, dropout=m.dropout,
+                   arch={"width": m.width, "blocks": m.blocks}, tta_flip=cfg.tta_flip,
+                   epoch=result.best_epoch)
 
         def acc(x: np.ndarray) -> float:
             logits = predict_logits(model, x, 256, torch.device("cpu"), cfg.tta_flip)
@@ -141,15 +158,28 @@ def main() -> None:
         row["hardware"] = hw
         print(" ".join(f"{k}={v}" for k, v in row.items() if k != "hardware"), flush=True)
         fields = ["variant", "epochs", "train_faces", "held_out", "pair", "consistency",
-                  "consistency_temperature", "ema", "best_epoch", "val_mixed_acc",
+                  "consistency_temperature", "ema", "mix", "best_epoch", "val_mixed_acc",
                   "test_clean", *[f"gap_{k}" for k in TEST_TYPES], "mean_gap_4", "minutes",
                   "img_per_s", "hardware"]
-        new = not args.out.is_file()
-        with args.out.open("a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-            if new:
-                w.writeheader()
-            w.writerow(row)
+        append_row(args.out, fields, row)
+
+
+def append_row(out: Path, fields: list[str], row: dict[str, Any]) -> None:
+    """Append ``row`` to the CSV ``out``; rows written with fewer columns are kept (the file is
+    rewritten with the new header when variants gained a column)."""
+    old: list[dict[str, str]] = []
+    if out.is_file():
+        with out.open(newline="") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames == fields:
+                with out.open("a", newline="") as g:
+                    csv.DictWriter(g, fieldnames=fields, extrasaction="ignore").writerow(row)
+                return
+            old = list(reader)
+    with out.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        w.writeheader()
+        w.writerows([*old, row])
 
 
 if __name__ == "__main__":

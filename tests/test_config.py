@@ -195,3 +195,25 @@ def test_every_model_option_builds(model: str) -> None:
     net = build_model(p.model.name, num_classes=7, image_size=48, dropout=p.model.dropout,
                       width=p.model.width, blocks=p.model.blocks)
     assert sum(q.numel() for q in net.parameters()) > 0
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("occlusion.types.block=-1", "`occlusion.types.block` = -1.0 is outside [0.0, inf)"),
+    ("occlusion.types.hand=-0.5", "`occlusion.types.hand` = -0.5 is outside [0.0, inf)"),
+    ("occlusion.types.block=abc", "`occlusion.types.block` must be a number, got 'abc'"),
+    ("occlusion.ratio=[0.1,1.5]", "`occlusion.ratio` = [0.1, 1.5] is outside [0.0, 1.0)"),
+])
+def test_messages_name_the_exact_key_not_its_mapping(override: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_params(compose(["experiment=smoke", override], CONF))
+    text = str(err.value)
+    assert message in text and "\n" not in text
+    assert "sunglasses" not in text  # the whole occlusion.types mapping is not dumped
+
+
+def test_an_unknown_mapping_key_is_named_in_full() -> None:
+    data = _default()
+    data["occlusion"]["types"]["visor"] = 1.0
+    with pytest.raises(ConfigError, match=r"unknown key `occlusion\.types\.visor`; allowed keys "
+                                          r"here: .*sunglasses"):
+        parse_params(data)

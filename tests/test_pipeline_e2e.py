@@ -14,9 +14,11 @@ import sys
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 import yaml
 
+from occlufer.evaluation.plots import check_offline_page
 from tests.conftest import ROOT
 
 BIN = Path(sys.executable).parent
@@ -64,7 +66,10 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_repro_writes_metrics_plots_and_mlflow_run(repo: Path) -> None:
-    metrics = json.loads((repo / "reports/validate/metrics.json").read_text())
+    head = json.loads((repo / "reports/validate/metrics.json").read_text())  # DVC's metrics
+    detail = json.loads((repo / "reports/validate/detail.json").read_text())
+    assert len(head) <= 30 and not set(head) & set(detail)
+    metrics = {**detail, **head}
     for key in ("val/acc", "val/macro_f1", "val_occluded/acc", "val_occluded/macro_f1",
                 "val/happy/f1", "val_occluded/surprise/recall", "val/acc_ci_low",
                 "val/acc_ci_high", "val/ece", "val_occluded/ece", "val/occlusion_drop",
@@ -77,8 +82,14 @@ def test_repro_writes_metrics_plots_and_mlflow_run(repo: Path) -> None:
     assert len(runs) == 1
     run = runs[0]
     assert run.data.params["acquire.source"] == "synthetic"
-    for key, value in metrics.items():  # DVC and MLflow agree on every metric
+    for key, value in head.items():  # DVC and MLflow agree on every headline metric
         assert run.data.metrics[key] == pytest.approx(value), key
+    assert "val/happy/f1" not in run.data.metrics  # the detail is an artifact only
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    assert run.info.run_name == f"smoke-{sha[:7]}"  # dvc repro: <recipe>-<short commit>
+    note = run.data.tags["mlflow.note.content"]
+    assert note.startswith("Recipe `smoke`") and f"**{head['val/acc']:.3f}**" in note
     assert "train/loss" in run.data.metrics
     summary = json.loads((repo / "data/acquired/summary.json").read_text())
     for key in ("read", "kept", "rejected"):
@@ -91,23 +102,24 @@ def test_repro_writes_metrics_plots_and_mlflow_run(repo: Path) -> None:
     assert not shown.get("errors"), shown.get("errors")
     plots = shown["data"]
     epochs = int(run.data.params["train.epochs"])
-    rows = {name: plots[name][0]["anchor_definitions"]["<DVC_METRIC_DATA>"]
-            for name in ("loss", "accuracy", "confusion_val", "confusion_val_occluded",
-                         "robustness", "reliability")}
-    assert len(rows["loss"]) == 2 * epochs and len(rows["accuracy"]) == 3 * epochs
-    assert len(rows["confusion_val"]) == metrics["val/n"]
-    assert len(rows["confusion_val_occluded"]) == metrics["val_occluded/n"]
+    listed = yaml.safe_load((repo / "dvc.yaml").read_text())["plots"]
+    assert sorted(plots) == sorted(listed)  # images only: they render offline
+    for image in listed:
+        assert plots[image][0]["type"] == "image" and Path(plots[image][0]["url"]).is_file()
+    _run(["dvc", "plots", "show", "-o", "dvc_plots"], repo)
+    page = check_offline_page(repo / "dvc_plots" / "index.html")
+    assert page.ok and page.images == len(listed), page.problems
+    # the data behind the plots
+    history = pd.read_csv(repo / "models/history.csv")
+    assert list(history["epoch"]) == list(range(1, epochs + 1))
+    preds = pd.read_csv(repo / "reports/validate/predictions_val.csv")
+    assert len(preds) == metrics["val/n"]
     params = yaml.safe_load((repo / "params.yaml").read_text())["validate"]
     types, ratios = params["robustness_types"], params["robustness_ratios"]
-    assert len(rows["robustness"]) == len(types) * len(ratios)  # one line per occluder
-    assert {float(r["ratio"]) for r in rows["robustness"]} == set(ratios)
-    assert {r["field"] for r in rows["robustness"]} == set(types)
-    assert {r["filename"] for r in rows["reliability"]} == {
-        "reliability_val.csv", "reliability_val_occluded.csv"}
-    assert all(0 <= float(r["accuracy"]) <= 1 for r in rows["reliability"])
-    for image in ("data/acquired/preview.png", "data/occluded/preview.png",
-                  "reports/validate/mistakes.png"):
-        assert Path(plots[image][0]["url"]).is_file()
+    robustness = pd.read_csv(repo / "reports/validate/robustness.csv")
+    assert len(robustness) == len(ratios)
+    assert {float(r) for r in robustness["ratio"]} == set(ratios)
+    assert set(types) <= set(robustness.columns)  # one column (curve) per occluder
     client = mlflow.MlflowClient()
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "data")}
     assert {"data/preview.png", "data/summary.csv"} <= artifacts
@@ -143,7 +155,7 @@ def test_exp_run_with_override_is_a_new_experiment_and_mlflow_run(repo: Path) ->
     new = [r for r in runs if r.data.params["occlusion.ratio"] == "0.4"]
     assert len(new) == 1
     name = next(n for n, ratio, _ in found if ratio == 0.4)
-    assert new[0].data.tags.get("dvc.exp_name") == name
+    assert new[0].data.tags.get("dvc.exp_name") == name == new[0].info.run_name
     assert "val_occluded/acc" in new[0].data.metrics
 
 

@@ -1,7 +1,7 @@
 """The ``occlufer`` command: helpers around the pipeline (``compose``, ``check``,
 ``evaluate`` any model on any labelled faces), the trained model (``predict`` on
-photos and folders, ``export`` to ONNX or an MLflow pyfunc folder) and the model zoo
-(``zoo list|show|publish|check``).
+photos and folders, ``export`` to ONNX or an MLflow pyfunc folder, ``register`` a run's
+logged model in the MLflow registry) and the model zoo (``zoo list|show|publish|check``).
 
 Commands that take ``--model`` use, without it, the model trained here (``models/``) or else
 the zoo's (``zoo:fer2013``), and print which on their first line."""
@@ -116,16 +116,21 @@ def _predict(args: argparse.Namespace) -> None:
     default = FaceSearch()
     search = FaceSearch(detect=args.detect, size=predictor.image_size,
                         margin=default.margin if args.face_margin is None else args.face_margin,
-                        min_face=args.face_min_size or default.min_face)
+                        min_face=args.face_min_size or default.min_face,
+                        detector=args.detector or default.detector)
     stream = open_out(args.out)
     try:
         writer = RowWriter(stream, args.format, predictor.classes)
         summary = predict_paths(predictor, files, writer, search=search,
-                                batch_size=args.batch_size, workers=workers)
+                                batch_size=args.batch_size, workers=workers,
+                                min_size=args.min_size)
     finally:
         stream.close()
     where = "" if args.out == "-" else f" -> {args.out}"
     print(f"predict: {summary.line()}{where}", file=info)
+    hint = summary.hint()
+    if hint:
+        print(hint, file=sys.stderr)
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -208,12 +213,31 @@ def _zoo_publish(args: argparse.Namespace) -> None:
     print(e.line())
 
 
+def _zoo_refresh(args: argparse.Namespace) -> None:
+    from occlufer import zoo
+    from occlufer.zoo.publish import refresh
+
+    refresh(args.name)
+    e = zoo.entry(args.name)
+    print(f"zoo refresh: {e.json.name}, {e.md.name} re-generated (weights and figures kept)")
+
+
 def _zoo_check(args: argparse.Namespace) -> int:
     from occlufer.zoo.publish import check
 
     within, line = check(args.name, Path(args.report))
     print(line)
     return 0 if within else 1
+
+
+def _register(args: argparse.Namespace) -> None:
+    from occlufer.registry import register
+
+    r = register(args.run, args.name, args.alias)
+    at = f"@{r.alias}" if r.alias else f"/{r.version}"
+    print(f"register: run {r.run_name or r.run_id} ({r.run_id}) model {r.source} -> "
+          f"{r.name} version {r.version}" + (f", alias {r.alias}" if r.alias else "")
+          + f"; load it as models:/{r.name}{at}" + (f" ({r.note})" if r.note else ""))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -248,8 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="classify the faces in image files and folders",
                        description="Classify the faces in image files and folders (recursive): "
-                       "one row per face, or per image without a face (status no_face) or that "
-                       "cannot be read (status error). Ends with a summary line.")
+                       "one row per face, or per image without a face (status no_face), too "
+                       "small for a face crop (status too_small, with --no-detect) or that cannot "
+                       "be read (status error). Ends with a summary line.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders")
     p.add_argument("--out", "-o", default="-", help="file to write (default: - for stdout)")
     p.add_argument("--format", choices=("csv", "jsonl"), default="csv")
@@ -259,6 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "models/ when trained here, else zoo:fer2013")
     p.add_argument("--no-detect", dest="detect", action="store_false",
                    help="each image is one face crop (its centred square); default: detect faces")
+    p.add_argument("--min-size", type=_positive, default=32,
+                   help="with --no-detect, an image whose shorter side is below this many "
+                        "pixels is reported as too_small, not classified (default 32, as "
+                        "acquire.min_size for image folders)")
     p.add_argument("--batch-size", type=_positive, default=256)
     p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
     p.add_argument("--workers", type=int, default=0,
@@ -269,8 +298,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="margin around a detected face, each side, as a fraction of its box "
                         "(default 0.2, as acquire.face_margin for photos)")
     p.add_argument("--face-min-size", type=_positive, default=None,
-                   help="smallest face searched for, pixels (default 40, as "
+                   help="smallest face kept, box side in pixels (default 24, as "
                         "acquire.face_min_size for photos)")
+    p.add_argument("--detector", choices=("blazeface", "blazeface_fast", "haar"), default=None,
+                   help="face detector: blazeface (default, as acquire.detector for photos; "
+                        "crops aligned to FER2013 geometry by eyes and mouth), blazeface_fast "
+                        "(no tiles: faster, fewer small faces) or haar (OpenCV's cascade, crops "
+                        "with --face-margin)")
     p.set_defaults(func=_predict)
 
     p = sub.add_parser("export", help="export a model: ONNX file or MLflow pyfunc folder")
@@ -284,6 +318,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="file (onnx, default model.onnx) or new folder (pyfunc, default "
                         "pyfunc_model) to write")
     p.set_defaults(func=_export)
+
+    p = sub.add_parser("register", help="register a finished run's logged model in the MLflow "
+                                        "model registry, without retraining")
+    p.add_argument("run", metavar="RUN_OR_EXP",
+                   help="an MLflow run id, or a run name: the DVC experiment name (`dvc exp "
+                        "show`) or <recipe>-<short commit> for `dvc repro` runs")
+    p.add_argument("--name", required=True, help="registered model name (created if new)")
+    p.add_argument("--alias", default=None, help="alias to point at the new version, e.g. "
+                                                 "champion")
+    p.set_defaults(func=_register)
 
     zoo = sub.add_parser("zoo", help="the models shipped with occlufer and their model cards",
                          description="The model zoo: trained models inside the package, each "
@@ -311,6 +355,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--title", default=None, help="default: from the recipe, e.g. 'FER2013 CPU "
                                                  "recipe'")
     p.set_defaults(func=_zoo_publish)
+    p = zsub.add_parser("refresh", help="re-generate an entry's card text (preprocessing, "
+                                        "test-time views, limits, Markdown) after occlufer "
+                                        "changed; weights and figures are kept")
+    p.add_argument("name")
+    p.set_defaults(func=_zoo_refresh)
     p = zsub.add_parser("check", help="is a fresh run's clean accuracy within the card's "
                                       "interval? exit 0 within, 1 outside")
     p.add_argument("name")
@@ -322,12 +371,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    command = args.command + (f" {args.zoo_command}" if args.command == "zoo" else "")
     try:
         rc = args.func(args)
     except OccluferError as exc:
-        command = args.command + (f" {args.zoo_command}" if args.command == "zoo" else "")
         print(f"occlufer {command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line, the shell's code for SIGINT
+        print(f"occlufer {command}: interrupted", file=sys.stderr)
+        return 130
     return rc if isinstance(rc, int) else 0
 
 

@@ -58,6 +58,12 @@ MONITORS = ("val/acc", "val_occluded/acc", "val_mixed/acc")
 SOURCES = ("synthetic", "fer2013_csv", "image_folder", "photos")
 
 
+def _detector_names() -> tuple[str, ...]:
+    from occlufer.data.detectors import DETECTORS  # local import: keeps this module light
+
+    return DETECTORS
+
+
 def _occluder_types() -> tuple[str, ...]:
     from occlufer.occlusion import TYPES  # local import: keeps this module light
 
@@ -86,6 +92,7 @@ class AcquireCfg:
     faces: str | None = _opt(choices=("largest", "all", "skip"))  # photos: several faces
     face_margin: float | None = _opt(ge=0.0, le=1.0)  # photos: margin around the face box
     face_min_size: int | None = _opt(ge=8)  # photos: smallest face, pixels
+    detector: str | None = _opt(choices=_detector_names)  # photos: blazeface, ..., haar
     n_per_class: int | None = _opt(ge=1)   # synthetic only from here on
     n_subjects: int | None = _opt(ge=1)
     intensity: list[float] | None = _opt(ge=0.0, le=1.0, pair=True)
@@ -174,6 +181,11 @@ class TrainCfg:
     monitor: str = _opt(choices=MONITORS)      # model selection and early stopping
     early_stopping: int = _opt(ge=0)            # patience in epochs; 0 = off
     tta_flip: bool = _opt()                     # average logits of face and mirror at eval
+    tta_shift: int = _opt(ge=0, le=8)           # also average views shifted by ± this many
+    #                                             pixels (validate/evaluate/predict; 0 = off)
+    mix: str = _opt(choices=("none", "mixup", "cutmix"))  # batch mixing of images and labels
+    mix_prob: float = _opt(ge=0.0, le=1.0)      # share of batches that are mixed
+    mix_alpha: float = _opt(gt=0.0)             # Beta(alpha, alpha) draw of the mixing weight
     pair: bool = _opt()                         # batches of clean faces beside their occluded
     #                                             twins (same geometric/photometric draw)
     consistency: float = _opt(ge=0.0)           # weight of KL(p_clean || p_occluded) on pairs
@@ -293,7 +305,8 @@ def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
 
 
 def _check(value: Any, meta: Mapping[str, Any], key: str, where: str) -> None:
-    """Apply the range / choice constraints of one field (element-wise for lists)."""
+    """Apply the range / choice constraints of one field (element-wise for lists; for a
+    mapping, per entry, naming the entry's own key: ``occlusion.types.block``)."""
     if value is None:  # only optional (``X | None``) fields get here with None
         return
     choices = meta.get("choices")
@@ -307,15 +320,19 @@ def _check(value: Any, meta: Mapping[str, Any], key: str, where: str) -> None:
         subset = subset()
     if subset is not None:
         bad = [v for v in value if v not in subset]
+        if bad and isinstance(value, dict):
+            raise ConfigError(f"{where}: unknown key `{key}.{bad[0]}`; allowed keys here: "
+                              f"{', '.join(subset)}")
         if bad or not value:
             raise ConfigError(f"{where}: `{key}` has unknown values {bad or '[] (empty)'}; "
                               f"allowed: {', '.join(subset)}")
     if meta.get("pair") and isinstance(value, list) and (len(value) != 2
                                                           or value[0] > value[1]):
         raise ConfigError(f"{where}: `{key}` must be [min, max] with min <= max, got {value}")
-    items = (list(value.values()) if isinstance(value, dict)
-             else value if isinstance(value, list) else [value])
-    for v in items:
+    items = ([(f"{key}.{k}", v, v) for k, v in value.items()] if isinstance(value, dict)
+             else [(key, v, value) for v in value] if isinstance(value, list)
+             else [(key, value, value)])
+    for name, v, shown in items:
         if not isinstance(v, int | float) or isinstance(v, bool):
             continue
         for bound, ok in ((meta.get("ge"), lambda a, b: a >= b),
@@ -328,7 +345,7 @@ def _check(value: Any, meta: Mapping[str, Any], key: str, where: str) -> None:
                 left = "[" if meta.get("ge") is not None else "("
                 right = "]" if meta.get("le") is not None else ")"
                 rng = f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
-                raise ConfigError(f"{where}: `{key}` = {value!r} is outside {rng}")
+                raise ConfigError(f"{where}: `{name}` = {shown!r} is outside {rng}")
 
 
 def _parse(cls: type, data: Any, prefix: str, where: str) -> Any:
@@ -381,6 +398,10 @@ def _check_relations(obj: Any, prefix: str, where: str) -> None:
     if isinstance(obj, TrainCfg) and obj.consistency > 0 and not obj.pair:
         raise ConfigError(f"{where}: `{prefix}.consistency` = {obj.consistency} needs paired "
                           f"batches; set `{prefix}.pair=true` (or `{prefix}.consistency=0`)")
+    if isinstance(obj, TrainCfg) and obj.mix != "none" and obj.pair:
+        raise ConfigError(f"{where}: `{prefix}.mix` = {obj.mix} mixes faces across the batch, "
+                          f"which breaks the clean/occluded twins of `{prefix}.pair=true`; set "
+                          f"`{prefix}.mix=none` or `{prefix}.pair=false`")
     if isinstance(obj, TrainCfg) and obj.freeze_epochs > 0 and obj.init_from is None:
         raise ConfigError(f"{where}: `{prefix}.freeze_epochs` = {obj.freeze_epochs} freezes a "
                           f"pretrained trunk, but `{prefix}.init_from` is null; set it (e.g. "
@@ -402,7 +423,8 @@ def _check_acquire(cfg: AcquireCfg, prefix: str, where: str) -> None:
         raise ConfigError(f"{where}: `{prefix}.classes` needs at least two distinct classes, "
                           f"got {cfg.classes}")
     needs = {"synthetic": ("n_per_class", "n_subjects", "intensity", "noise"),
-             "photos": ("path", "faces", "face_margin", "face_min_size")}.get(cfg.source, ("path",))
+             "photos": ("path", "faces", "face_margin", "face_min_size", "detector"),
+             }.get(cfg.source, ("path",))
     for key in needs:
         if getattr(cfg, key) is None:
             raise ConfigError(f"{where}: `{prefix}.{key}` is required for source "

@@ -1,5 +1,19 @@
 """Expected failures: each carries one line for people (what, where, how to fix)."""
 
+from __future__ import annotations
+
+import signal
+
 
 class OccluferError(Exception):
     """Base class of the errors a stage or command reports without a traceback."""
+
+
+def ignore_interrupt() -> None:
+    """Initializer for worker processes: Ctrl-C is the parent's to handle.
+
+    A terminal sends SIGINT to the whole process group; workers that ignore it print no
+    ``KeyboardInterrupt`` tracebacks, while the parent stops with one line (exit 130) and
+    terminates its pool (``Pool.__exit__``).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -3,6 +3,13 @@
 Tracking URI: ``MLFLOW_TRACKING_URI`` when set, else ``sqlite:///<repo>/mlflow.db``. One MLflow
 run per pipeline execution: ``train`` opens it and records its id in ``models/mlflow_run.json``;
 ``validate`` logs into the same run.
+
+Faults stop a stage with one line before any work: an ``http(s)`` server that does not answer
+within :data:`PROBE_TIMEOUT` seconds (:func:`check_server`, once per process; MLflow's own client
+would retry for minutes), a SQLite store that cannot be written (:func:`check_writable`), a run
+that cannot be started, and (validate) a run that is not in the store (:func:`check_run`). A run
+whose stage was killed stays ``RUNNING`` in MLflow; :func:`start_run` marks it ``KILLED`` when
+the next run of that stage starts (``active_file``).
 """
 
 from __future__ import annotations
@@ -20,6 +27,11 @@ from typing import Any
 from occlufer.errors import OccluferError
 
 RUN_FILE = "mlflow_run.json"
+#: the tag MLflow shows as a run's description
+NOTE_TAG = "mlflow.note.content"
+#: seconds an http(s) tracking server gets to answer :func:`check_server`
+PROBE_TIMEOUT = 5.0
+_answered: set[str] = set()  # servers that answered the probe in this process
 _EXP_TMP = os.sep + os.path.join(".dvc", "tmp", "exps") + os.sep
 
 
@@ -70,8 +82,77 @@ def _mlflow() -> Any:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri())
+    uri = tracking_uri()
+    check_server(uri)
+    mlflow.set_tracking_uri(uri)
     return mlflow
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else exc.__class__.__name__)[:200]
+
+
+def check_server(uri: str | None = None, timeout: float = PROBE_TIMEOUT) -> None:
+    """Stop with one line unless an ``http(s)://`` tracking server answers a GET of ``/health``
+    within ``timeout`` seconds (any HTTP answer counts, even 401 or 404; a TLS handshake too).
+
+    Checked once per process and URI. Other stores (``sqlite:``, ...) are not probed here.
+    """
+    uri = uri or tracking_uri()
+    if not uri.startswith(("http://", "https://")) or uri in _answered:
+        return
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()  # noqa: S310
+    except urllib.error.HTTPError:
+        pass  # it answered
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        if not isinstance(reason, ssl.SSLError):  # a certificate problem: MLflow's to judge
+            raise OccluferError(
+                f"MLflow tracking server {uri} is not reachable "
+                f"({_first_line(reason) if isinstance(reason, BaseException) else reason}; "
+                f"waited up to {timeout:g} s); start it, or point MLFLOW_TRACKING_URI at a "
+                "running server (unset it for the local SQLite store mlflow.db)") from None
+    _answered.add(uri)
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    prefix = "sqlite:///"
+    return Path(uri[len(prefix):].split("?", 1)[0]) if uri.startswith(prefix) else None
+
+
+def check_writable(uri: str | None = None) -> None:
+    """Stop with one line when a SQLite store exists but cannot be written (a read-only file,
+    folder or disk): checked by creating a table inside a transaction that is rolled back, so
+    the database is not changed. A store that does not exist yet is left to MLflow to create.
+    """
+    uri = uri or tracking_uri()
+    db = _sqlite_path(uri)
+    if db is None or not db.is_file():
+        return
+    import sqlite3
+
+    con = sqlite3.connect(db, timeout=10, isolation_level=None)
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("CREATE TABLE _occlufer_write_probe (x INTEGER)")
+    except sqlite3.DatabaseError as exc:  # OperationalError for read-only, locked, ...
+        text = str(exc)
+        if "locked" not in text and "busy" not in text:  # locked: another run is writing
+            fix = (f"make it and its folder writable (`chmod u+w {db} {db.parent}`)"
+                   if "readonly" in text or "read-only" in text
+                   else "restore it from a backup")
+            raise OccluferError(f"MLflow store {db} cannot be written ({_first_line(exc)}); "
+                                f"{fix}, or point MLFLOW_TRACKING_URI at another store") from None
+    finally:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        con.close()
 
 
 def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -127,49 +208,175 @@ def run_tags() -> dict[str, str]:
     return tags
 
 
+def run_name_for(params: Mapping[str, Any]) -> str:
+    """A new run's name: the DVC experiment's (``DVC_EXP_NAME``, which ``dvc exp run`` sets),
+    else ``<recipe>-<short commit>`` (``dvc repro``; :func:`occlufer.recipe.recipe_name`)."""
+    if os.environ.get("DVC_EXP_NAME"):
+        return os.environ["DVC_EXP_NAME"]
+    from occlufer.recipe import recipe_name
+
+    root = repo_root()
+    commit = _git_commit(root)
+    recipe = recipe_name(params, root / "conf")
+    return f"{recipe}-{commit[:7]}" if commit else recipe
+
+
+def describe(params: Mapping[str, Any], result: str | None = None) -> str:
+    """The run description (MLflow's ``mlflow.note.content``, Markdown): recipe, DVC
+    experiment, commit, then ``result`` (validate's headline) or a note that it is to come."""
+    from occlufer.recipe import DEFAULT, recipe_name
+
+    root = repo_root()
+    recipe = recipe_name(params, root / "conf")
+    where = (f"conf/experiment/{recipe}.yaml" if recipe != DEFAULT else "conf/config.yaml")
+    head = [f"Recipe `{recipe}` ({where})"]
+    if os.environ.get("DVC_EXP_NAME"):
+        head.append(f"DVC experiment `{os.environ['DVC_EXP_NAME']}`")
+    commit = os.environ.get("DVC_EXP_BASELINE_REV") or _git_commit(root)
+    if commit:
+        head.append(("baseline" if os.environ.get("DVC_EXP_BASELINE_REV") else "commit")
+                    + f" `{commit[:7]}`")
+    body = result or "Training; the validate stage adds the headline result here."
+    return (" · ".join(head) + "\n\n" + body + "\n\nFull report: artifact `validate/report.md`"
+            " (all metrics: `validate/detail.json`).")
+
+
+def set_description(text: str) -> None:
+    """Set the active run's description (shown on its page in the MLflow UI)."""
+    _mlflow().set_tag(NOTE_TAG, text)
+
+
 @contextmanager
 def start_run(experiment: str, params: Mapping[str, Any], run_name: str | None = None,
-              run_id: str | None = None) -> Iterator[Any]:
+              run_id: str | None = None, *, active_file: Path | None = None) -> Iterator[Any]:
     """Open the pipeline's MLflow run: experiment, flattened params and tags.
 
     ``run_id`` re-opens that run instead (training resumed from a checkpoint) when the store
-    still has it; otherwise a new run is started.
+    still has it; otherwise a new run is started. A store that cannot be reached or written,
+    or a run that cannot be started, stops here with one line (:class:`OccluferError`).
+
+    ``active_file`` (outside the DVC outputs, e.g. beside the checkpoint) holds the open run's
+    id until the run ends. A run still named there when the next one starts was abandoned (its
+    process was killed): unless it is the ``run_id`` being resumed, it is marked ``KILLED`` if
+    MLflow still has it ``RUNNING``.
     """
     mlflow = _mlflow()
+    check_writable()
+    try:
+        run = _open_run(mlflow, experiment, params, run_name, run_id, active_file)
+    except OccluferError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - MLflow raises many types for a bad store
+        raise OccluferError(f"cannot start an MLflow run in {tracking_uri()}: "
+                            f"{_first_line(exc)}; check MLFLOW_TRACKING_URI and that the store "
+                            "is writable") from None
+    try:
+        if active_file is not None:
+            active_file.parent.mkdir(parents=True, exist_ok=True)
+            active_file.write_text(json.dumps({"run_id": run.info.run_id,
+                                               "tracking_uri": tracking_uri()}) + "\n",
+                                   encoding="utf-8")
+        with run:  # ends the run FINISHED, or FAILED on an exception
+            yield run
+    finally:
+        if active_file is not None:
+            active_file.unlink(missing_ok=True)
+
+
+def _open_run(mlflow: Any, experiment: str, params: Mapping[str, Any], run_name: str | None,
+              run_id: str | None, active_file: Path | None) -> Any:
+    """:func:`start_run` up to the open run (MLflow's ``ActiveRun``)."""
     if run_id is not None:
         try:
             mlflow.MlflowClient().get_run(run_id)
         except Exception:  # noqa: BLE001 - the store was reset or points elsewhere
             run_id = None
+    if active_file is not None:
+        end_abandoned(active_file, keep=run_id)
     if run_id is not None:
-        with mlflow.start_run(run_id=run_id) as run:
-            yield run
-        return
+        return mlflow.start_run(run_id=run_id)
     try:
         _set_experiment(mlflow, experiment)
     except Exception as exc:  # noqa: BLE001 - MLflow raises many types for a bad store
         raise OccluferError(f"cannot reach MLflow tracking store {tracking_uri()}: "
-                            f"{str(exc).splitlines()[0]}; check MLFLOW_TRACKING_URI") from None
-    name = run_name or os.environ.get("DVC_EXP_NAME")
-    with mlflow.start_run(run_name=name) as run:
-        mlflow.set_tags(run_tags())
+                            f"{_first_line(exc)}; check MLFLOW_TRACKING_URI") from None
+    run = mlflow.start_run(run_name=run_name or run_name_for(params))
+    try:
+        mlflow.set_tags({**run_tags(), NOTE_TAG: describe(params)})
         mlflow.log_params({k: str(v) if isinstance(v, list) else v
                            for k, v in flatten(params).items()})
-        yield run
+    except BaseException:
+        with contextlib.suppress(Exception):
+            mlflow.end_run("FAILED")
+        raise
+    return run
+
+
+def end_abandoned(active_file: Path, keep: str | None = None) -> str | None:
+    """Mark the run named in ``active_file`` ``KILLED`` when MLflow still has it ``RUNNING``
+    (its stage was killed before it could end the run); returns its id if so.
+
+    Left alone: ``keep`` (the run being resumed), a run of another tracking store, a run that
+    has ended or is gone.
+    """
+    try:
+        ref = json.loads(active_file.read_text(encoding="utf-8"))
+        run_id, uri = str(ref["run_id"]), ref.get("tracking_uri")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if run_id == keep or uri != tracking_uri():
+        return None
+    client = _mlflow().MlflowClient()
+    try:
+        if client.get_run(run_id).info.status != "RUNNING":
+            return None
+    except Exception:  # noqa: BLE001 - not in this store (any more)
+        return None
+    client.set_terminated(run_id, "KILLED")
+    print(f"MLflow run {run_id} was left RUNNING by a stage that was killed (recorded in "
+          f"{active_file}); marked it KILLED")
+    return run_id
+
+
+def check_run(run_file: Path) -> str:
+    """The MLflow run id that ``train`` recorded in ``run_file``, once the store is reachable,
+    writable and still has that run; one line with the fix otherwise (validate calls this
+    before it evaluates, so a missing run costs no evaluation time)."""
+    fix = "re-create it with `dvc repro -f -s train validate`"
+    try:
+        run_id = str(json.loads(run_file.read_text(encoding="utf-8"))["run_id"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise OccluferError(f"{run_file}: no MLflow run id here ({_first_line(exc)}); "
+                            f"{fix}") from None
+    mlflow = _mlflow()
+    db = _sqlite_path(tracking_uri())
+    if db is not None and not db.is_file():  # (MLflow would create an empty one)
+        raise OccluferError(f"{run_file}: MLflow run {run_id} is not in {tracking_uri()}, the "
+                            f"store {db} does not exist; {fix} (or point MLFLOW_TRACKING_URI "
+                            "at the store that has it)")
+    try:
+        mlflow.MlflowClient().get_run(run_id)
+    except Exception as exc:  # noqa: BLE001 - the store was reset or points elsewhere
+        code = getattr(exc, "error_code", "")
+        what = ("is not in" if code == "RESOURCE_DOES_NOT_EXIST"
+                else f"cannot be read ({_first_line(exc)}) from")
+        raise OccluferError(f"{run_file}: MLflow run {run_id} {what} {tracking_uri()}; {fix} "
+                            "(or point MLFLOW_TRACKING_URI at the store that has it)") from None
+    check_writable()
+    return run_id
 
 
 @contextmanager
 def resume_run(run_file: Path) -> Iterator[Any]:
     """Re-open the run that ``train`` recorded in ``run_file`` (validate logs into it)."""
+    run_id = check_run(run_file)
     mlflow = _mlflow()
-    ref = json.loads(run_file.read_text(encoding="utf-8"))
-    client = mlflow.MlflowClient()
     try:
-        client.get_run(ref["run_id"])
-    except Exception:  # noqa: BLE001 - the store was reset or points elsewhere
-        raise OccluferError(f"{run_file}: MLflow run {ref['run_id']} is not in {tracking_uri()}; "
-                            "re-run training with `dvc repro --force train`") from None
-    with mlflow.start_run(run_id=ref["run_id"]) as run:
+        run = mlflow.start_run(run_id=run_id)
+    except Exception as exc:  # noqa: BLE001 - MLflow raises many types for a bad store
+        raise OccluferError(f"cannot re-open MLflow run {run_id} in {tracking_uri()}: "
+                            f"{_first_line(exc)}; check that the store is writable") from None
+    with run:
         yield run
 
 

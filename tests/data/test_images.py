@@ -112,3 +112,24 @@ def test_center_square_crops_the_middle_and_resizes() -> None:
     a[:, 20:60] = 200
     out = center_square(a, 48)
     assert out.shape == (48, 48) and out.min() == 200
+
+
+def test_colour_decoding_for_detectors_matches_the_gray_one() -> None:
+    from occlufer.data.images import load_gray_bgr_scaled, load_gray_scaled
+
+    rgb = np.zeros((40, 60, 3), np.uint8)
+    rgb[..., 0] = 200  # red in RGB: the last channel in BGR
+    gray, bgr, scale = load_gray_bgr_scaled(_bytes(Image.fromarray(rgb), "PNG"))
+    assert bgr.shape == (40, 60, 3) and scale == 1 and (bgr[..., 2] == 200).all()
+    assert (bgr[..., :2] == 0).all()
+    np.testing.assert_array_equal(gray, load_gray_scaled(_bytes(Image.fromarray(rgb), "PNG"))[0])
+    clear = np.zeros((20, 20, 4), np.uint8)  # transparent: white, as in the gray decoding
+    assert (load_gray_bgr_scaled(_bytes(Image.fromarray(clear), "PNG"))[1] == 255).all()
+    plain = _noise()
+    g, b, _ = load_gray_bgr_scaled(_bytes(Image.fromarray(plain), "PNG"))
+    np.testing.assert_array_equal(b, np.repeat(plain[..., None], 3, axis=2))
+    np.testing.assert_array_equal(g, plain)
+    big = np.random.default_rng(1).integers(0, 256, (2400, 3200, 3), dtype=np.uint8)
+    data = _bytes(Image.fromarray(big), "JPEG", quality=90)  # drafted to half size
+    g, b, scale = load_gray_bgr_scaled(data, draft_side=1024)
+    assert scale == 2 and g.shape == b.shape[:2] == load_gray_scaled(data, draft_side=1024)[0].shape

@@ -59,7 +59,23 @@ def test_class_folders_with_aliases_groups_and_store(tmp_path: Path, cfg) -> Non
     assert (m["source_split"] == "").all() and (m["source"] == "image_folder").all()
     row = m.index[m["id"] == "anger/S010_004_00000017.png"][0]
     assert np.array_equal(store.images[row], a)  # 48×48 kept byte for byte
-    assert got.notes == {"empty_class_folder/sad": 1}
+    assert got.notes == {}  # sad has no folder at all: not an empty folder
+
+
+def test_only_existing_empty_class_folders_are_noted(tmp_path: Path, cfg) -> None:
+    root = tmp_path / "few"
+    _png(root / "happy" / "a.png", 1)
+    (root / "fear").mkdir()
+    (root / "sad" / "deeper").mkdir(parents=True)  # folders but no file
+    got = read_source(cfg(path=str(root)), tmp_path / "out")
+    assert got.kept == 1
+    assert got.notes == {"empty_class_folder/fear": 1, "empty_class_folder/sad": 1}
+    split = tmp_path / "split"  # train/fear is empty, val/fear is not: fear has images
+    _png(split / "val" / "fear" / "b.png", 3)
+    (split / "train" / "fear").mkdir(parents=True)
+    (split / "train" / "angry").mkdir()
+    got = read_source(cfg(path=str(split)), tmp_path / "out2")
+    assert got.notes == {"empty_class_folder/angry": 1}
 
 
 def test_split_level_is_kept_and_groups_default_to_the_image(tmp_path: Path, cfg) -> None:

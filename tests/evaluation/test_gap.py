@@ -99,5 +99,6 @@ def test_evaluate_gap_uses_the_same_faces_and_leaves_the_curves_alone(faces,
         assert m[f"robustness/{kind}/auc"] == inside[f"robustness/{kind}/auc"]
         assert inside[f"robustness/{kind}/acc_at_gap"] == pytest.approx(table[kind][1])
     assert m["robustness/mean_auc_ci_low"] == inside["robustness/mean_auc_ci_low"]
-    assert json.loads((tmp_path / "a" / "metrics.json").read_text()) == pytest.approx(m)
+    assert {**json.loads((tmp_path / "a" / "detail.json").read_text()),
+            **json.loads((tmp_path / "a" / "metrics.json").read_text())} == pytest.approx(m)
     assert "Gap at ratio 0.25" in (tmp_path / "a" / "report.md").read_text()

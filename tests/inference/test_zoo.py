@@ -22,7 +22,7 @@ from occlufer.data.synthetic import SyntheticSpec, generate
 from occlufer.inference.predictor import load_predictor, resolve_model
 from occlufer.labels import CLASSES
 from occlufer.models import MODELS, build_model, load_model, save_model
-from occlufer.preprocess import MEAN, STD, to_input
+from occlufer.preprocess import MEAN, STD, WithViews, to_input
 from occlufer.zoo.publish import fp16_parity
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -201,10 +201,10 @@ def test_card_file_and_registry_agree(published: Path, published_once: tuple[Pat
     assert card["model"]["arch_params"] == {"width": 8} and card["model"]["tta_flip"]
     assert all(v.dtype == torch.float16 for v in torch.load(pt, weights_only=True)[
         "state_dict"].values() if v.is_floating_point())
-    # the predictions are the fp32 model's
+    # the predictions are the fp32 model's, averaged over its test-time views (tta_flip)
     model, _ = trained
     with torch.no_grad():
-        expected = torch.softmax(model(to_input(FACES)), 1).numpy()
+        expected = torch.softmax(WithViews(model, flip=True)(to_input(FACES)), 1).numpy()
     got = predictor.predict_proba(FACES)
     assert np.abs(got - expected).max() < 5e-3
     assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.99
@@ -504,3 +504,24 @@ def test_shipped_entry_card_file_and_registry_agree(name: str, monkeypatch: pyte
     for key in ("recipe", "provenance", "training", "evaluation", "limits"):
         assert card[key], key
     assert os.access(entry.pt, os.R_OK)
+
+
+def test_refresh_regenerates_the_card_text_and_keeps_weights_and_figures(
+        published: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from occlufer.zoo.card import render
+
+    path = published / "tiny.json"
+    card = json.loads(path.read_text())
+    stale = {**card, "limits": ["stale"], "preprocessing": {**card["preprocessing"],
+                                                            "detector": "old"}}
+    path.write_text(json.dumps(stale))
+    (published / "tiny.md").write_text("stale\n")
+    weights = zoo.sha256(published / "tiny.pt")
+    assert main(["zoo", "refresh", "tiny"]) == 0
+    assert "re-generated" in capsys.readouterr().out
+    new = json.loads(path.read_text())
+    assert new["limits"] == card["limits"] and new["preprocessing"] == zoo.preprocessing(48)
+    assert {k: new[k] for k in ("file", "evaluation", "training", "provenance")} == {
+        k: card[k] for k in ("file", "evaluation", "training", "provenance")}
+    assert (published / "tiny.md").read_text(encoding="utf-8") == render(new)
+    assert zoo.sha256(published / "tiny.pt") == weights

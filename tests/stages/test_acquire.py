@@ -117,15 +117,18 @@ def test_photos_face_policies_and_exif_before_detection(tmp_path: Path, make_par
                                                         monkeypatch) -> None:
     import dataclasses
 
-    from occlufer.data import faces
+    from occlufer.data import detectors
+    from occlufer.data.detectors import Face
 
     seen = []
 
-    def fake_detect(gray, min_face):  # two faces in every photo, largest first
-        seen.append(gray.shape)
-        return [(10, 10, 60, 60), (100, 20, 40, 40)] if gray.mean() > 60 else []
+    class TwoFaces:  # two faces (no keypoints) in every photo, largest first
+        def detect(self, image, min_face):
+            seen.append(image.shape[:2])
+            return ([Face((10, 10, 60, 60), 1.0), Face((100, 20, 40, 40), 1.0)]
+                    if image.mean() > 60 else [])
 
-    monkeypatch.setattr(faces, "detect", fake_detect)
+    monkeypatch.setattr(detectors, "get_detector", lambda name: TwoFaces())
     root = tmp_path / "photos"
     _png(root / "happy" / "party.png", 1, (120, 160))
     (root / "sad").mkdir()

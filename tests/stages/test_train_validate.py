@@ -16,6 +16,14 @@ from occlufer.stages.train import train
 from occlufer.stages.validate import validate
 
 
+def _all_metrics(folder: Path) -> dict[str, float]:
+    """A report folder's metrics: the headline (metrics.json) and the detail (detail.json)."""
+    head = json.loads((folder / "metrics.json").read_text())
+    detail = json.loads((folder / "detail.json").read_text())
+    assert not set(head) & set(detail)  # each metric in one file
+    return {**detail, **head}
+
+
 def _weights_hash(path: Path) -> str:
     state = torch.load(path, weights_only=True)["state_dict"]
     h = hashlib.sha256()
@@ -76,7 +84,7 @@ def test_validate_metrics_files_and_same_mlflow_run(trained, split_dir: Path, tm
     params, _, models = trained
     out = tmp_path / "reports"
     metrics = validate(params, split_dir / "val", models, out)
-    on_disk = json.loads((out / "metrics.json").read_text())
+    on_disk = _all_metrics(out)
     assert on_disk == pytest.approx(metrics, nan_ok=True)
     for prefix in ("val", "val_occluded"):
         assert 0.0 <= on_disk[f"{prefix}/acc"] <= 1.0
@@ -132,11 +140,14 @@ def test_validate_metrics_files_and_same_mlflow_run(trained, split_dir: Path, tm
     mlflow.set_tracking_uri(tracking_store)
     run = mlflow.get_run(run_id)
     for key in ("val/acc", "val_occluded/acc", "val/acc_ci_low", "val/ece",
-                "robustness/mean_auc", "robustness/block/auc"):
+                "robustness/mean_auc", "robustness/block/gap"):
         assert run.data.metrics[key] == pytest.approx(on_disk[key]), key
+    # the detail is an artifact, not MLflow metrics (val/<class>/... were never logged by train)
+    assert "robustness/block/auc" not in run.data.metrics
+    assert not any(k.startswith("val/angry/") for k in run.data.metrics)
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run_id, "validate")}
-    assert {"validate/metrics.json", "validate/report.md", "validate/robustness.png",
-            "validate/mistakes.png"} <= artifacts
+    assert {"validate/metrics.json", "validate/detail.json", "validate/report.md",
+            "validate/robustness.png", "validate/mistakes.png"} <= artifacts
 
 
 def _image_folder(root: Path, store_dir: Path, labels: dict[str, str]) -> dict[str, int]:
@@ -177,7 +188,7 @@ def test_evaluate_an_image_folder_with_another_class_set(trained, split_dir: Pat
     out = tmp_path / "eval"
     assert main(["evaluate", "--data", str(tmp_path / "ck"), "--model", str(models),
                  "--out", str(out), "--params", str(params_file)]) == 0
-    m = json.loads((out / "metrics.json").read_text())
+    m = _all_metrics(out)
     assert m["excluded/n"] == counts["contempt"] == m["excluded/contempt/n"]
     assert m["val/n"] == sum(counts.values()) - counts["contempt"]
     assert m["val/disgust/support"] == 0
@@ -209,8 +220,9 @@ def test_validate_without_the_run_says_how_to_fix(trained, split_dir: Path, tmp_
 
     params, _, models = trained
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'other.db'}")
-    with pytest.raises(OccluferError, match="dvc repro --force train"):
+    with pytest.raises(OccluferError, match="dvc repro -f -s train validate"):
         validate(params, split_dir / "val", models, tmp_path / "reports")
+    assert not (tmp_path / "reports").exists()  # checked before evaluating
 
 
 def test_train_registers_the_model_under_name_and_alias(tmp_path: Path, split_dir: Path,
@@ -241,5 +253,4 @@ def test_validate_is_deterministic_and_evaluate_on_its_store_agrees(
     assert main(["evaluate", "--data", str(split_dir / "val"), "--model",
                  str(models / "model.pt"), "--out", str(tmp_path / "cli"),
                  "--params", str(params_file)]) == 0
-    assert json.loads((tmp_path / "cli/metrics.json").read_text()) == pytest.approx(
-        staged, nan_ok=True)
+    assert _all_metrics(tmp_path / "cli") == pytest.approx(staged, nan_ok=True)

@@ -1,45 +1,50 @@
-"""Face detection for ordinary photos: OpenCV's bundled Haar cascade (no download at run time).
+"""Faces in ordinary photos: detection (:mod:`occlufer.data.detectors`), policy, crops.
 
-:func:`face_crops` finds frontal faces in a grayscale photo, applies the policy for photos with
-several faces, and returns square crops (box grown by a margin on each side, edge pixels
-replicated where it leaves the photo) resized to the store's image size. :func:`photo_faces`
-decodes a photo file first; acquire's ``photos`` reader, ``occlufer predict`` and the served
-model all go through it.
+:func:`face_crops` finds the faces in a photo with the chosen detector, applies the policy for
+photos with several faces, and cuts one size×size grayscale crop per face kept: aligned to
+FER2013 geometry when the detector gives keypoints (BlazeFace: eyes and mouth moved onto
+:data:`~occlufer.data.detectors.ALIGN_TO` by a similarity transform), else the square around
+the box grown by a margin on each side (Haar). Edge pixels are replicated where a crop leaves
+the photo. :func:`photo_faces` decodes a photo file first; acquire's ``photos`` reader,
+``occlufer predict`` and the served model all go through it.
 """
 
 from __future__ import annotations
 
-from functools import cache
+from dataclasses import dataclass
+from typing import TypeVar
 
-import cv2
 import numpy as np
 
-from occlufer.data.images import Reject, load_gray_scaled, resize
+from occlufer.data import detectors
+from occlufer.data.detectors import Box, Face
+from occlufer.data.images import Reject, load_gray_bgr_scaled, load_gray_scaled, resize
 
-CASCADE = "haarcascade_frontalface_default.xml"
-Box = tuple[int, int, int, int]  # x, y, w, h
 PHOTO_SIDE = 1024  # photos: JPEG draft keeps at least this many pixels on the shorter side
+T = TypeVar("T")
 
 
-@cache
-def _cascade() -> cv2.CascadeClassifier:
-    path = cv2.data.haarcascades + CASCADE
-    cascade = cv2.CascadeClassifier(path)
-    if cascade.empty():  # a broken OpenCV install, not bad input
-        raise RuntimeError(f"cannot load the face detector {path}")
-    return cascade
+@dataclass(frozen=True)
+class FaceCrop:
+    """One face kept: its crop and how it was made, in the searched photo's pixels."""
+
+    image: np.ndarray       # size×size uint8
+    face: Face              # box, score, keypoints
+    transform: np.ndarray   # 2×3: photo → crop coordinates (continuous, x then y)
+
+    @property
+    def box(self) -> Box:
+        return self.face.box
 
 
 def detect(gray: np.ndarray, min_face: int) -> list[Box]:
-    """Frontal face boxes, largest first."""
-    found = _cascade().detectMultiScale(cv2.equalizeHist(gray), scaleFactor=1.1,
-                                        minNeighbors=5, minSize=(min_face, min_face))
-    boxes = [tuple(int(v) for v in b) for b in found]
-    return sorted(boxes, key=lambda b: (-b[2] * b[3], b[1], b[0]))  # type: ignore[return-value]
+    """Frontal face boxes of the Haar cascade, largest first."""
+    return [f.box for f in detectors.get_detector("haar").detect(gray, min_face)]
 
 
-def choose(boxes: list[Box], policy: str) -> list[Box]:
-    """Apply ``acquire.faces`` (largest / all / skip); raises :class:`Reject` for no usable face."""
+def choose(boxes: list[T], policy: str) -> list[T]:
+    """Apply ``acquire.faces`` (largest / all / skip) to faces sorted largest first; raises
+    :class:`Reject` for no usable face."""
     if not boxes:
         raise Reject("no_face: no face found")
     if len(boxes) == 1 or policy == "all":
@@ -49,12 +54,16 @@ def choose(boxes: list[Box], policy: str) -> list[Box]:
     raise Reject(f"several_faces: {len(boxes)} faces found (acquire.faces = skip)")
 
 
-def crop(gray: np.ndarray, box: Box, margin: float, size: int) -> np.ndarray:
-    """The square around ``box`` grown by ``margin`` × its side on each side, size×size."""
+def _square(box: Box, margin: float) -> tuple[int, int, int]:
     x, y, w, h = box
     side = int(round(max(w, h) * (1 + 2 * margin)))
     cx, cy = x + w / 2, y + h / 2
-    left, top = int(round(cx - side / 2)), int(round(cy - side / 2))
+    return int(round(cx - side / 2)), int(round(cy - side / 2)), side
+
+
+def crop(gray: np.ndarray, box: Box, margin: float, size: int) -> np.ndarray:
+    """The square around ``box`` grown by ``margin`` × its side on each side, size×size."""
+    left, top, side = _square(box, margin)
     H, W = gray.shape  # noqa: N806
     pad = max(0, -left, -top, left + side - W, top + side - H)
     if pad:
@@ -63,20 +72,48 @@ def crop(gray: np.ndarray, box: Box, margin: float, size: int) -> np.ndarray:
     return resize(gray[top:top + side, left:left + side], size)
 
 
-def face_crops(gray: np.ndarray, *, size: int, policy: str, margin: float,
-               min_face: int) -> list[tuple[np.ndarray, Box]]:
-    """Crops (size×size) of the faces to keep, with their boxes in ``gray``'s coordinates."""
-    return [(crop(gray, b, margin, size), b) for b in choose(detect(gray, min_face), policy)]
+def crop_transform(box: Box, margin: float, size: int) -> np.ndarray:
+    """The 2×3 transform of :func:`crop` (photo → crop coordinates, as :func:`face_crop`'s)."""
+    left, top, side = _square(box, margin)
+    k = size / side
+    return np.array([[k, 0.0, -left * k], [0.0, k, -top * k]])
+
+
+def face_crop(gray: np.ndarray, face: Face, *, size: int, margin: float) -> FaceCrop:
+    """``face`` aligned to FER2013 geometry when it has keypoints, else its box with
+    ``margin``."""
+    transform = detectors.alignment(face, size)
+    if transform is None:
+        return FaceCrop(crop(gray, face.box, margin, size), face,
+                        crop_transform(face.box, margin, size))
+    return FaceCrop(detectors.warp(gray, transform, size), face, transform)
+
+
+def face_crops(gray: np.ndarray, *, size: int, policy: str, margin: float, min_face: int,
+               detector: str = detectors.DEFAULT, image: np.ndarray | None = None,
+               ) -> list[FaceCrop]:
+    """Crops (size×size, from ``gray``) of the faces to keep. ``image``: the photo in colour
+    (BGR, same size) for the detector, when there is one."""
+    found = detectors.get_detector(detector).detect(gray if image is None else image, min_face)
+    return [face_crop(gray, f, size=size, margin=margin) for f in choose(found, policy)]
 
 
 def photo_faces(data: bytes, *, size: int, policy: str, margin: float, min_face: int,
-                min_size: int = 1) -> tuple[np.ndarray, float, list[tuple[np.ndarray, Box]]]:
-    """Photo file bytes → (grayscale photo, scale, face crops with their boxes).
+                min_size: int = 1, detector: str = detectors.DEFAULT,
+                ) -> tuple[np.ndarray, float, list[FaceCrop]]:
+    """Photo file bytes → (grayscale photo, scale, face crops).
 
     The photo is decoded by :func:`~occlufer.data.images.load_gray_scaled` (JPEGs at reduced
-    scale down to :data:`PHOTO_SIDE`); boxes are in the decoded photo's coordinates, ``scale``
-    times them gives the file's. Raises :class:`Reject` (``unreadable``, ``no_face``, ...).
+    scale down to :data:`PHOTO_SIDE`; in colour too for a detector other than Haar); boxes,
+    keypoints and transforms are in the decoded photo's coordinates, ``scale`` times them gives
+    the file's. Raises :class:`Reject` (``unreadable``, ``no_face``, ...).
     """
-    gray, scale = load_gray_scaled(data, min_size=min_size, draft_side=PHOTO_SIDE)
+    image = None
+    if detector == "haar":
+        gray, scale = load_gray_scaled(data, min_size=min_size, draft_side=PHOTO_SIDE)
+    else:
+        detectors.get_detector(detector)  # an unknown name fails before decoding
+        gray, image, scale = load_gray_bgr_scaled(data, min_size=min_size,
+                                                  draft_side=PHOTO_SIDE)
     return gray, scale, face_crops(gray, size=size, policy=policy, margin=margin,
-                                   min_face=min_face)
+                                   min_face=min_face, detector=detector, image=image)

@@ -47,6 +47,21 @@ def load_gray_scaled(data: bytes, *, min_size: int = 1, draft_side: int | None =
                      ) -> tuple[np.ndarray, float]:
     """:func:`load_gray`, plus the scale: full-resolution pixels per decoded pixel (1 unless
     the JPEG draft reduced it), to map coordinates in the result back to the file's image."""
+    gray, _, factor = _decode(data, min_size, draft_side, color=False)
+    return gray, factor
+
+
+def load_gray_bgr_scaled(data: bytes, *, min_size: int = 1, draft_side: int | None = None,
+                         ) -> tuple[np.ndarray, np.ndarray, float]:
+    """:func:`load_gray_scaled`, plus the image in colour (H×W×3 uint8, BGR as OpenCV's; gray
+    sources give three equal channels, transparency is white) for detectors that use colour."""
+    gray, bgr, factor = _decode(data, min_size, draft_side, color=True)
+    assert bgr is not None
+    return gray, bgr, factor
+
+
+def _decode(data: bytes, min_size: int, draft_side: int | None, color: bool,
+            ) -> tuple[np.ndarray, np.ndarray | None, float]:
     if not data:
         raise Reject("empty: 0 bytes")
     with warnings.catch_warnings():
@@ -59,12 +74,14 @@ def load_gray_scaled(data: bytes, *, min_size: int = 1, draft_side: int | None =
             jpeg = im.format == "JPEG"
             if jpeg and draft_side is not None and min(w, h) >= 2 * draft_side:
                 scale = min(w, h) // draft_side
-                im.draft("L" if im.mode in ("L", "RGB", "YCbCr") else im.mode,
+                luma = im.mode in ("L", "RGB", "YCbCr")  # JPEG can decode straight to L / RGB
+                im.draft(("RGB" if color else "L") if luma else im.mode,
                          (max(1, w // scale), max(1, h // scale)))
             factor = w / im.size[0]
             if not jpeg or "exif" in im.info:  # a JPEG's EXIF comes before its pixels
                 im = ImageOps.exif_transpose(im)
-            return _to_l(im), factor  # decodes
+            gray = _to_l(im)  # decodes
+            return gray, _to_bgr(im, gray) if color else None, factor
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise Reject(f"too_large: {_first_line(exc)} (PIL decompression-bomb guard, "
                          f"Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS})") from None
@@ -98,6 +115,18 @@ def _to_l(im: Image.Image) -> np.ndarray:
     if mode in ("1", "P", "RGB"):
         return np.asarray(im.convert("L"), dtype=np.uint8)
     return np.asarray(im.convert("RGB").convert("L"), dtype=np.uint8)  # CMYK, YCbCr, LAB, HSV
+
+
+def _to_bgr(im: Image.Image, gray: np.ndarray) -> np.ndarray:
+    """Any PIL mode → H×W×3 uint8 BGR; single-channel modes repeat ``gray`` (their luma)."""
+    mode = im.mode
+    if mode in ("1", "L", "I", "F") or mode.startswith("I;16"):
+        return np.repeat(gray[..., None], 3, axis=2)
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(white, rgba)
+    return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8)[..., ::-1])
 
 
 def resize(gray: np.ndarray, size: int) -> np.ndarray:

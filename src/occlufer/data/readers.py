@@ -33,7 +33,7 @@ from occlufer.config import AcquireCfg
 from occlufer.data import faces as face_detection
 from occlufer.data.images import EXTENSIONS, Reject, center_square, load_gray, resize
 from occlufer.data.store import StoreWriter
-from occlufer.errors import OccluferError
+from occlufer.errors import OccluferError, ignore_interrupt
 from occlufer.labels import FER2013_CODES, LABELS, canonical
 
 SPLITS = {"train": "train", "training": "train",
@@ -236,8 +236,11 @@ def scan_folder(root: Path, cfg: AcquireCfg, collector: _Collector) -> tuple[lis
         collector.reject(Path(path).relative_to(root).as_posix(),
                          "layout: not inside a class folder (root/<class>/... or "
                          "root/<split>/<class>/...)")
+    # a class folder that exists but holds no file (a class without any folder is no note:
+    # the stage warns about every class left without images)
+    present = {canonical(e.name) for _, e in class_dirs}
     notes.update({f"empty_class_folder/{lab}": 1 for lab in cfg.classes
-                  if per_folder[lab] == 0})
+                  if lab in present and per_folder[lab] == 0})
     return items, dict(notes)
 
 
@@ -249,6 +252,7 @@ class _Spec:
     faces: str
     margin: float
     min_face: int
+    detector: str
 
 
 def _decode(spec: _Spec, path: str) -> tuple[bytes, list[np.ndarray], list[str]]:
@@ -262,9 +266,9 @@ def _decode(spec: _Spec, path: str) -> tuple[bytes, list[np.ndarray], list[str]]
         return _digest(gray), [center_square(gray, spec.size)], [""]
     gray, _, crops = face_detection.photo_faces(data, size=spec.size, policy=spec.faces,
                                                 margin=spec.margin, min_face=spec.min_face,
-                                                min_size=spec.min_size)
-    return (_digest(gray), [c for c, _ in crops],
-            [",".join(map(str, b)) for _, b in crops])
+                                                min_size=spec.min_size, detector=spec.detector)
+    return (_digest(gray), [c.image for c in crops],
+            [",".join(map(str, c.box)) for c in crops])
 
 
 def _decode_chunk(args: tuple[_Spec, list[str]]) -> list[tuple[bytes, list, list] | str]:
@@ -284,7 +288,8 @@ def _map_chunks(spec: _Spec, paths: list[str], workers: int) -> Iterator[list]:
         yield from map(_decode_chunk, chunks)
         return
     ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-    with ctx.Pool(min(workers, len(chunks))) as pool:
+    # workers ignore Ctrl-C; on KeyboardInterrupt in the parent, leaving `with` terminates them
+    with ctx.Pool(min(workers, len(chunks)), initializer=ignore_interrupt) as pool:
         yield from pool.imap(_decode_chunk, chunks)
 
 
@@ -295,7 +300,7 @@ def read_image_folder(cfg: AcquireCfg, out: Path) -> Acquired:
     items, notes = scan_folder(root, cfg, collector)
     photos = cfg.source == "photos"
     spec = _Spec(cfg.image_size, cfg.min_size, photos, cfg.faces or "largest",
-                 cfg.face_margin or 0.0, cfg.face_min_size or 0)
+                 cfg.face_margin or 0.0, cfg.face_min_size or 0, cfg.detector or "haar")
     done = 0
     with tqdm(total=len(items), desc=f"acquire {cfg.source}", disable=None) as bar:
         for results in _map_chunks(spec, [it.path for it in items], _workers(cfg)):

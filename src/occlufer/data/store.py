@@ -3,12 +3,20 @@
 Row ``i`` of ``manifest.parquet`` describes ``images.npy[i]`` (and ``masks.npy[i]`` where a stage
 records occlusion masks, bit-packed per row). Many small image files make DVC and data loading
 slow; one array per output scales to hundreds of thousands of faces.
+
+Writers add ``checksums.json`` (size and sha256 of each file); :func:`read_store` checks what it
+opens against it and stops with one line naming the file and the command that restores it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,6 +26,10 @@ from occlufer.errors import OccluferError
 IMAGES = "images.npy"
 MASKS = "masks.npy"
 MANIFEST = "manifest.parquet"
+CHECKSUMS = "checksums.json"
+#: ``images.npy`` up to this size is checksummed on every read (~0.1 s per 64 MiB); larger ones
+#: only with ``read_store(..., verify=True)`` or ``OCCLUFER_VERIFY_IMAGES=1``
+VERIFY_IMAGES_BYTES = 256 << 20
 
 
 class StoreError(OccluferError, FileNotFoundError):
@@ -62,7 +74,24 @@ def write_store(folder: str | Path, store: Store) -> Path:
     elif (folder / MASKS).exists():
         (folder / MASKS).unlink()
     store.manifest.to_parquet(folder / MANIFEST, index=False)
+    write_checksums(folder)
     return folder
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def write_checksums(folder: Path) -> Path:
+    """Record size and sha256 of the store's files in ``folder/checksums.json`` (written last,
+    so a store whose writing was cut short fails :func:`read_store`'s checks)."""
+    files = {name: {"bytes": (folder / name).stat().st_size, "sha256": _sha256(folder / name)}
+             for name in (IMAGES, MASKS, MANIFEST) if (folder / name).is_file()}
+    path = folder / CHECKSUMS
+    path.write_text(json.dumps({"files": files}, indent=2, sort_keys=True) + "\n",
+                    encoding="utf-8")
+    return path
 
 
 class StoreWriter:
@@ -106,22 +135,139 @@ class StoreWriter:
         if (self.folder / MASKS).exists():
             (self.folder / MASKS).unlink()
         manifest.to_parquet(self.folder / MANIFEST, index=False)
+        write_checksums(self.folder)
         return self.folder
 
 
-def read_store(folder: str | Path, *, mmap: bool = True) -> Store:
-    """Read a store written by :func:`write_store` (images memory-mapped by default)."""
+def read_store(folder: str | Path, *, mmap: bool = True, verify: bool | None = None) -> Store:
+    """Read a store written by :func:`write_store` (images memory-mapped by default).
+
+    Every file opened is checked first, and a bad one stops with one line (:class:`StoreError`)
+    naming it and how to get it back (:func:`restore_hint`): ``.npy`` sizes against their
+    headers, the manifest's rows against the images, and, against ``checksums.json``, the size
+    of every file and the sha256 of the manifest and masks (always: they are small) and of
+    ``images.npy`` when ``verify`` is True, or when it is None (the default) and the file is at
+    most :data:`VERIFY_IMAGES_BYTES` or ``OCCLUFER_VERIFY_IMAGES=1`` is set. A store without
+    ``checksums.json`` (written before it existed) gets the other checks only.
+    """
     folder = Path(folder)
     for name in (IMAGES, MANIFEST):
         if not (folder / name).is_file():
             raise StoreError(f"{folder / name}: missing; run the stage that writes {folder} "
                              "first (`dvc repro`)")
+    sums = _read_checksums(folder)
+    big = (folder / IMAGES).stat().st_size > VERIFY_IMAGES_BYTES
+    if verify is None:
+        verify = not big or os.environ.get("OCCLUFER_VERIFY_IMAGES") == "1"
+    shape = _check_npy(folder / IMAGES, sums.get(IMAGES), verify)
+    data = (folder / MANIFEST).read_bytes()
+    _check_sum(folder / MANIFEST, sums.get(MANIFEST), len(data), hashlib.sha256(data))
+    try:
+        manifest = pd.read_parquet(io.BytesIO(data))
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a bad file
+        raise StoreError(f"{folder / MANIFEST}: not a readable Parquet file "
+                         f"({_first_line(exc)}); {restore_hint(folder)}") from None
+    if len(manifest) != shape[0]:
+        raise StoreError(f"{folder / MANIFEST}: {len(manifest)} rows for {shape[0]} images in "
+                         f"{IMAGES}; {restore_hint(folder)}")
     images = np.load(folder / IMAGES, mmap_mode="r" if mmap else None)
-    manifest = pd.read_parquet(folder / MANIFEST)
     masks = None
     if (folder / MASKS).is_file():
+        _check_npy(folder / MASKS, sums.get(MASKS), True)
         masks = unpack_masks(np.load(folder / MASKS), images.shape[1:])
-    return Store(images, manifest, masks)
+    try:
+        return Store(images, manifest, masks)
+    except ValueError as exc:
+        raise StoreError(f"{folder}: {exc}; {restore_hint(folder)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else exc.__class__.__name__)[:200]
+
+
+def _read_checksums(folder: Path) -> dict[str, dict[str, Any]]:
+    path = folder / CHECKSUMS
+    if not path.is_file():
+        return {}
+    try:
+        files = json.loads(path.read_text(encoding="utf-8"))["files"]
+        if not isinstance(files, dict):
+            raise TypeError(type(files).__name__)
+        return files
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StoreError(f"{path}: unreadable ({_first_line(exc)}); "
+                         f"{restore_hint(folder)}") from None
+
+
+def _check_sum(path: Path, want: dict[str, Any] | None, size: int, digest: Any | None) -> None:
+    """``path``'s size (and sha256, when ``digest`` is given) against its checksums.json entry."""
+    if want is None:
+        return
+    if size != want.get("bytes"):
+        raise StoreError(f"{path}: {size} bytes, but {CHECKSUMS} says {want.get('bytes')} "
+                         f"(truncated, half-written or replaced); {restore_hint(path.parent)}")
+    if digest is not None and digest.hexdigest() != want.get("sha256"):
+        raise StoreError(f"{path}: content differs from its sha256 in {CHECKSUMS} (changed or "
+                         f"damaged after the stage wrote it); {restore_hint(path.parent)}")
+
+
+def _check_npy(path: Path, want: dict[str, Any] | None, verify: bool) -> tuple[int, ...]:
+    """The shape in an ``.npy`` header, once the file's size matches it (and checksums.json)."""
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read = {(1, 0): np.lib.format.read_array_header_1_0,
+                    (2, 0): np.lib.format.read_array_header_2_0}[version]
+            shape, _, dtype = read(f)
+            offset = f.tell()
+    except (ValueError, KeyError, OSError, EOFError) as exc:
+        raise StoreError(f"{path}: not a NumPy array file ({_first_line(exc)}); "
+                         f"{restore_hint(path.parent)}") from None
+    expected = offset + int(np.prod(shape)) * dtype.itemsize
+    if size != expected:
+        raise StoreError(f"{path}: {size} bytes, but its header ({shape} {dtype}) needs "
+                         f"{expected} (truncated or half-written); {restore_hint(path.parent)}")
+    if want is not None:
+        digest = None
+        if verify:
+            with open(path, "rb") as f:
+                digest = hashlib.file_digest(f, "sha256")
+        _check_sum(path, want, size, digest)
+    return tuple(shape)
+
+
+def restore_hint(folder: str | Path) -> str:
+    """How to get a stage output back: ``dvc checkout <out>`` (from the DVC cache) or
+    ``dvc repro -f -s <stage>`` (rebuilt), the stage found in the nearest ``dvc.yaml`` whose
+    ``outs`` hold ``folder``; a generic hint when there is none."""
+    folder = Path(folder).resolve()
+    for root in (folder, *folder.parents):
+        if (root / "dvc.yaml").is_file():
+            found = _stage_of(root, folder)
+            if found:
+                stage, out = found
+                return (f"restore it with `dvc checkout {out}` or rebuild it with "
+                        f"`dvc repro -f -s {stage}`")
+            break
+    return ("restore it with `dvc checkout` or rebuild it by re-running the stage that wrote "
+            "it (`dvc repro -f -s <stage>`)")
+
+
+def _stage_of(root: Path, folder: Path) -> tuple[str, str] | None:
+    import yaml
+
+    try:
+        stages = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+        for name, stage in stages.items():
+            for out in stage.get("outs", []):
+                out = next(iter(out)) if isinstance(out, dict) else str(out)
+                if folder == (root / out).resolve() or (root / out).resolve() in folder.parents:
+                    return name, out
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return None
+    return None
 
 
 def pack_masks(masks: np.ndarray) -> np.ndarray:

@@ -1,8 +1,10 @@
 """Score a model on a labelled set of faces: the one function behind ``validate`` and
 ``occlufer evaluate``.
 
-Writes into ``out``: ``metrics.json`` (flat keys, see :func:`evaluate`), per-row predictions,
-DVC plot data (``robustness.csv``, ``reliability_*.csv``), PNG plots and ``report.md``.
+Writes into ``out``: ``metrics.json`` (the headline: the numbers people compare) and
+``detail.json`` (every other metric), flat keys, see :func:`evaluate` and
+:mod:`occlufer.evaluation.headline`; per-row predictions, DVC plot data (``robustness.csv``,
+``reliability_*.csv``), PNG plots and ``report.md``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from occlufer.config import ValidateCfg
 from occlufer.data.store import Store
 from occlufer.evaluation import plots
 from occlufer.evaluation.calibration import expected_calibration_error, reliability
+from occlufer.evaluation.headline import write_metrics
 from occlufer.evaluation.metrics import bootstrap_ci, classification_metrics, confusion_png
 from occlufer.evaluation.report import write_report
 from occlufer.evaluation.robustness import gap_metrics, robustness_curves, stratified_subset
@@ -63,7 +66,8 @@ def _ci(metrics: dict[str, float], key: str, scores: np.ndarray, cfg: ValidateCf
 def evaluate(model: Any, meta: Mapping[str, Any], data: EvalSet, cfg: ValidateCfg,
              spec: OcclusionSpec, seed: int, out: Path, *, history: Path | None = None,
              config: Mapping[str, Any] | None = None, model_source: str = "") -> dict[str, float]:
-    """Score ``model`` on ``data``, write the report folder ``out``; returns the metrics.
+    """Score ``model`` on ``data``, write the report folder ``out``; returns the metrics (all
+    of them: ``out/metrics.json`` gets the headline, ``out/detail.json`` the rest).
 
     Keys (``<g>`` is ``val`` for clean rows and ``val_occluded`` for occluded ones;
     ``val_occluded/occluder/<type>`` per occluder type in the data):
@@ -92,11 +96,13 @@ def evaluate(model: Any, meta: Mapping[str, Any], data: EvalSet, cfg: ValidateCf
     known = y_all >= 0
     device = resolve_device(cfg.device)
     tta = bool(meta.get("tta_flip", False))
+    shift = int(meta.get("tta_shift", 0))
     # NHWC convolutions are ~2-3× faster on CPU; the curves run ~50 passes over the faces
     model = model.to(device=device, memory_format=torch.channels_last)
 
     def logits_of(images: np.ndarray) -> np.ndarray:
-        return predict_logits(model, images, cfg.batch_size, device, tta_flip=tta)
+        return predict_logits(model, images, cfg.batch_size, device, tta_flip=tta,
+                              tta_shift=shift)
 
     rows = np.flatnonzero(known)
     images = np.asarray(data.images[rows]) if len(rows) < len(data.images) else data.images
@@ -174,9 +180,7 @@ def evaluate(model: Any, meta: Mapping[str, Any], data: EvalSet, cfg: ValidateCf
         plots.mistakes_png([np.asarray(images[i]) for i in top], caps, out / "mistakes.png")
     if history is not None and history.is_file():
         plots.training_png(pd.read_csv(history), out / "training.png")
-    from occlufer.stages import write_json
-
-    write_json(out / "metrics.json", metrics)
+    write_metrics(out, metrics)
     write_report(out, metrics, classes=classes, curves=curves_table, auc=auc,
                  config=config or {}, data_source=data.source, model_source=model_source)
     print(f"evaluate: {len(rows)} faces scored, {int(metrics.get('robustness/n', 0))} "

@@ -36,7 +36,7 @@ def _image_folder_cfg(path: Path, image_size: int):  # noqa: ANN202 - AcquireCfg
                       image_size=image_size, classes=list(LABELS), unknown_labels="drop",
                       group_regex=None, min_size=1, max_reject_fraction=1.0, dedupe=False,
                       workers=0, faces=None, face_margin=None, face_min_size=None,
-                      n_per_class=None, n_subjects=None, intensity=None, noise=None)
+                      detector=None, n_per_class=None, n_subjects=None, intensity=None, noise=None)
 
 
 def load_faces(ref: str, image_size: int, tmp: Path) -> tuple[EvalSet, list[tuple[str, str]]]:

@@ -85,5 +85,7 @@ def confusion_png(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]
             ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
                     color="white" if norm[i, j] > 0.5 else "black")
     fig.tight_layout()
-    fig.savefig(path)
+    from occlufer.evaluation.plots import save_figure
+
+    save_figure(fig, path)  # no matplotlib version or date inside: same bytes for the same data
     plt.close(fig)

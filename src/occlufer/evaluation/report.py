@@ -90,6 +90,10 @@ def write_report(out: Path, metrics: Mapping[str, float], *, classes: Sequence[s
                   "![most confident mistakes](mistakes.png)"]
     if (out / "training.png").is_file():
         lines += ["", "## Training", "", "![training curves](training.png)"]
+    lines += ["", "## Files", "",
+              "`metrics.json`: the headline figures (DVC's metrics file, the MLflow run's "
+              "metrics); `detail.json`: every other metric (per class, per occluder, "
+              "robustness per type, counts) under the same flat keys."]
     lines += ["", "## Configuration", "", "```yaml",
               yaml.safe_dump(dict(config), sort_keys=False).rstrip(), "```", ""]
     path = out / "report.md"

@@ -4,7 +4,8 @@ The graph carries the preprocessing of :func:`occlufer.preprocess.to_input` (``x
 ``MEAN``, over ``STD``, channel axis) and a softmax, so any ONNX runtime needs nothing but the
 file: input ``faces`` (uint8, N×S×S face crops, grayscale), output ``probabilities`` (float32,
 N×C). Class names, image size and architecture are stored in the model's metadata_props
-(``classes`` as a JSON list).
+(``classes`` as a JSON list). A model saved with test-time views (``tta_flip`` /
+``tta_shift``) is exported with them: the graph averages the logits of its views.
 
 The legacy TorchScript exporter (``dynamo=False``) is used: it needs no extra package
 (``onnxscript``) and works offline for every registered architecture.
@@ -21,7 +22,7 @@ import torch
 from torch import nn
 
 from occlufer import __version__
-from occlufer.preprocess import MEAN, STD
+from occlufer.preprocess import MEAN, STD, WithViews
 
 INPUT = "faces"
 OUTPUT = "probabilities"
@@ -48,6 +49,8 @@ def export_onnx(model: nn.Module, meta: dict[str, Any], out: str | Path,
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     size = int(meta["image_size"])
+    if meta.get("tta_flip") or meta.get("tta_shift"):  # the views the model is scored with
+        model = WithViews(model, bool(meta.get("tta_flip")), int(meta.get("tta_shift", 0)))
     wrapper = WithPreprocessing(model.cpu().eval()).eval()
     example = torch.zeros((2, size, size), dtype=torch.uint8)
     with warnings.catch_warnings():

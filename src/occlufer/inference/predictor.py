@@ -51,17 +51,23 @@ class Predictor:
                                for i in range(0, len(faces), batch_size)])
 
 
-def torch_predictor(path: str | Path, device: str = "cpu") -> Predictor:
-    """PyTorch: a ``model.pt`` written by :func:`occlufer.models.save_model`."""
+def torch_predictor(path: str | Path, device: str = "cpu", tta: bool = True) -> Predictor:
+    """PyTorch: a ``model.pt`` written by :func:`occlufer.models.save_model`.
+
+    With ``tta`` the logits are averaged over the test-time views the model was saved with
+    (``tta_flip`` / ``tta_shift``), as ``validate`` and ``occlufer evaluate`` score it.
+    """
     import torch
 
     from occlufer.models import load_model
-    from occlufer.preprocess import to_input
+    from occlufer.preprocess import WithViews, to_input
     from occlufer.training import resolve_device
 
     dev = resolve_device(device)
     model, meta = load_model(path, map_location="cpu")
-    model.to(dev)
+    if tta and (meta.get("tta_flip") or meta.get("tta_shift")):
+        model = WithViews(model, bool(meta.get("tta_flip")), int(meta.get("tta_shift", 0)))
+    model.to(dev).eval()
     net = _fast_cpu(model, int(meta["image_size"])) if dev.type == "cpu" else model
 
     def run(batch: np.ndarray) -> np.ndarray:

@@ -7,10 +7,18 @@ probability per class). ``params={"detect": true}`` finds the largest face in ea
 ``train`` logs it to its MLflow run (:func:`occlufer.tracking.log_pyfunc_model`);
 :func:`save_pyfunc_model` (``occlufer export --format pyfunc``) writes it to a local folder from
 any model, the zoo's included. Both take their arguments from :func:`pyfunc_model_kwargs`.
+
+The model carries the occlufer package it runs (MLflow ``code_paths``: ``code/occlufer``,
+without the zoo's weights), so its ``requirements.txt`` lists only packages from the index and
+``mlflow models serve`` works with the default virtualenv environment manager too (it installs
+them; ``--env-manager local`` uses the current environment). A malformed request is answered
+HTTP 400 with one line naming the expected columns (:mod:`occlufer.inference.serving`).
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
 import shutil
 import sys
 import tempfile
@@ -58,7 +66,7 @@ class ExpressionModel(mlflow.pyfunc.PythonModel):
 
         params = params or {}
         try:
-            out = predict_frame(self.predictor, pd.DataFrame(model_input),
+            out = predict_frame(self.predictor, request_frame(model_input),
                                 detect=bool(params.get("detect", False)), margin=self.margin,
                                 min_face=self.min_face)
         except OccluferError as exc:  # a malformed request: HTTP 400, one line
@@ -67,21 +75,48 @@ class ExpressionModel(mlflow.pyfunc.PythonModel):
         return out.astype(object).where(out.notna(), None)
 
 
-def _signature(classes: list[str], image_size: int) -> Any:
+def request_frame(model_input: Any) -> pd.DataFrame:
+    """The request as a DataFrame (a dict of single values is one row), or
+    :class:`OccluferError` when it is not a table."""
+    if isinstance(model_input, pd.DataFrame):
+        return model_input
+    if isinstance(model_input, dict):  # {"inputs": {"image": "..."}} arrives as 0-d arrays
+        model_input = {k: v.item() if getattr(v, "ndim", None) == 0 else v
+                       for k, v in model_input.items()}
+        if not any(isinstance(v, list | tuple | pd.Series) or getattr(v, "ndim", 0)
+                   for v in model_input.values()):
+            model_input = [model_input]
+    try:
+        return pd.DataFrame(model_input)
+    except (TypeError, ValueError) as exc:
+        raise OccluferError(f"request is not a table ({type(model_input).__name__}: "
+                            f"{str(exc).splitlines()[0][:100]}); send dataframe_split or "
+                            "dataframe_records with an `image` or `pixels` column") from None
+
+
+def _signature(classes: list[str]) -> Any:
+    """Outputs and the ``detect`` parameter. No input schema: MLflow would drop unknown
+    columns before :meth:`ExpressionModel.predict` sees them, so a misspelt column would be
+    answered with no rows instead of refused (the request schema is the model's metadata
+    ``occlufer_request``)."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
-    from mlflow.types.schema import AnyType
 
-    inputs = Schema([ColSpec(DataType.string, "image", required=False),
-                     ColSpec(AnyType(), "pixels", required=False)])
     outputs = Schema([ColSpec(DataType.string, "label", required=False),
                       ColSpec(DataType.double, "confidence", required=False),
                       ColSpec(DataType.string, "status"),
                       ColSpec(DataType.string, "error", required=False),
                       ColSpec(DataType.string, "face_box", required=False),
                       *(ColSpec(DataType.double, c, required=False) for c in classes)])
-    return ModelSignature(inputs, outputs,
+    return ModelSignature(None, outputs,
                           params=ParamSchema([ParamSpec("detect", DataType.boolean, False)]))
+
+
+def request_schema(image_size: int) -> str:
+    """The request's columns, in words (the model's metadata ``occlufer_request``)."""
+    return (f"columns: image (a base64-encoded image file) and/or pixels ({image_size}×"
+            f"{image_size} values 0..255, nested or flat), one of them per row; params: detect "
+            "(boolean, default false: find the largest face first)")
 
 
 def _example_image(image_size: int) -> str:
@@ -103,9 +138,23 @@ def _pins(*dists: str) -> list[str]:
     return [f"{d}=={version(d).split('+')[0]}" for d in dists]
 
 
+@functools.lru_cache(maxsize=1)
+def _package_code() -> str:
+    """A copy of the occlufer package without caches and model weights (removed at exit): the
+    code logged with the model."""
+    import occlufer
+
+    tmp = Path(tempfile.mkdtemp(prefix="occlufer-code-"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    shutil.copytree(Path(occlufer.__file__).parent, tmp / "occlufer",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pt", "*.onnx"))
+    return str(tmp / "occlufer")
+
+
 def pyfunc_model_kwargs(pt: Path, source: str = "") -> dict[str, Any]:
     """What ``mlflow.pyfunc.log_model`` / ``save_model`` need for ``model.pt`` ``pt``: the
-    :class:`ExpressionModel`, the weights as artifact, signature, input example, pins."""
+    :class:`ExpressionModel`, the weights as artifact, signature, input example, pins, the
+    package's code."""
     from occlufer.inference.photos import FACE_MARGIN, FACE_MIN_SIZE
     from occlufer.models import load_model
 
@@ -113,11 +162,13 @@ def pyfunc_model_kwargs(pt: Path, source: str = "") -> dict[str, Any]:
     classes, size = list(meta["classes"]), int(meta["image_size"])
     return {"python_model": ExpressionModel(classes, size, FACE_MARGIN, FACE_MIN_SIZE, source),
             "artifacts": {ARTIFACT: str(pt)},
-            "signature": _signature(classes, size),
+            "signature": _signature(classes),
             "input_example": pd.DataFrame({"image": [_example_image(size)]}),
             "pip_requirements": _pins("torch", "numpy", "pandas", "pillow",
-                                      "opencv-python-headless", "mlflow") + ["occlufer"],
-            "metadata": {"occlufer_model": source} if source else None}
+                                      "opencv-python-headless", "tqdm", "pyyaml", "mlflow"),
+            "code_paths": [_package_code()],
+            "metadata": {"occlufer_request": request_schema(size),
+                         **({"occlufer_model": source} if source else {})}}
 
 
 def save_pyfunc_model(pt: Path, out: Path, source: str = "") -> Path:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from occlufer.errors import ignore_interrupt
 from occlufer.occlusion import TYPES, dropouts, shapes
 from occlufer.occlusion.shapes import Landmarks
 from occlufer.rng import item_rng
@@ -280,7 +281,7 @@ def occlude_images(images: np.ndarray, ids: Sequence[str], seed: int, spec: Occl
                   rank=rank, out=make(images.shape, np.uint8), masks=make(images.shape, bool))
     try:
         if parallel:
-            with mp.get_context("fork").Pool(workers) as p:
+            with mp.get_context("fork").Pool(workers, initializer=ignore_interrupt) as p:
                 parts = p.map(_work, bounds)
         else:
             parts = [_work(b) for b in bounds]

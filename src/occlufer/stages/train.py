@@ -21,6 +21,8 @@ import contextlib
 import hashlib
 import json
 import os
+import pickle
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ import torch
 from occlufer import tracking
 from occlufer.config import Params, load_params
 from occlufer.data.store import IMAGES, MANIFEST, Store, read_store
+from occlufer.errors import OccluferError
 from occlufer.models import build_model, save_model
 from occlufer.models.refs import resolve_model_file
 from occlufer.stages import run_stage
@@ -88,11 +91,22 @@ def fingerprint(params: Params, src: Path, init_file: Path | None = None) -> str
 
 
 def _load_checkpoint(path: Path, print_: bool) -> tuple[TrainState | None, dict[str, Any]]:
+    """The checkpoint's state and meta, or ``(None, {})`` when there is none or it is unreadable.
+
+    Loaded with ``weights_only=True``: a checkpoint holds tensors and plain Python values only,
+    so a file that needs anything else (a planted pickle that would run code) is refused.
+    """
     if not path.is_file():
         return None, {}
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=False)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4" on foreign files
+            warnings.simplefilter("ignore")
+            blob = torch.load(path, map_location="cpu", weights_only=True)
         return TrainState(**blob["state"]), blob["meta"]
+    except pickle.UnpicklingError:
+        raise OccluferError(f"{path}: refused to load, it holds more than tensors and plain "
+                            f"values (it was not written by occlufer and could run code); "
+                            f"delete it (`rm {path}`) and re-run `dvc repro -f -s train`") from None
     except Exception as exc:  # noqa: BLE001 - a truncated or foreign file: start over
         if print_:
             print(f"train: ignoring unreadable checkpoint {path} ({exc.__class__.__name__})")
@@ -140,7 +154,8 @@ def train(params: Params, src: Path = SRC, out: Path = OUT) -> list[EpochStats]:
               + (f"; resuming after epoch {state.epoch} from {ckpt}" if state else ""))
 
     run_cm = (tracking.start_run(cfg.mlflow_experiment, params.to_dict(),
-                                 run_id=meta.get("run_id")) if lead
+                                 run_id=meta.get("run_id"),
+                                 active_file=ckpt.with_name("train.mlflow_run.json")) if lead
               else contextlib.nullcontext())
     with run_cm as run:
         if lead:
@@ -169,7 +184,8 @@ def train(params: Params, src: Path = SRC, out: Path = OUT) -> list[EpochStats]:
         model.cpu().eval()
         save_model(out / "model.pt", model, name=params.model.name, classes=classes,
                    image_size=image_size, dropout=params.model.dropout, arch=arch,
-                   tta_flip=cfg.tta_flip, epoch=result.best_epoch)
+                   tta_flip=cfg.tta_flip, tta_shift=cfg.tta_shift,
+                   epoch=result.best_epoch)
         pd.DataFrame([{"epoch": h.epoch, **h.metrics()} for h in result.history]).to_csv(
             out / "history.csv", index=False)
         best = next(h for h in result.history if h.epoch == result.best_epoch)

@@ -1,9 +1,11 @@
 """S500 validate: score ``models/model.pt`` on the clean and occluded val (and test) faces.
 
 Writes ``reports/validate/`` with :func:`occlufer.evaluation.evaluate.evaluate` —
-``metrics.json`` (flat ``val/acc``-style keys, DVC metrics), ``report.md``, per-row predictions,
-robustness and reliability tables (DVC plots) and PNG plots — and logs the same metrics and the
-whole folder to the MLflow run that ``train`` opened.
+``metrics.json`` (the headline, flat ``val/acc``-style keys: DVC's metrics file),
+``detail.json`` (every other metric: a DVC output, not a metric; see
+:mod:`occlufer.evaluation.headline`), ``report.md``, per-row predictions, robustness and
+reliability tables (DVC plots) and PNG plots — and logs the headline metrics, the whole folder
+and a run description with the headline to the MLflow run that ``train`` opened.
 
 When ``data/split/test`` has rows (the held-out test split: train never reads it), the model is
 scored on it too, the same way, into ``reports/validate/test/``; its metrics join the val ones
@@ -22,9 +24,10 @@ from occlufer import tracking
 from occlufer.config import Params, load_params
 from occlufer.data.store import MANIFEST, read_store
 from occlufer.evaluation.evaluate import EvalSet, evaluate
+from occlufer.evaluation.headline import split_metrics, summary_markdown, write_metrics
 from occlufer.models import load_model
 from occlufer.occlusion import OcclusionSpec
-from occlufer.stages import run_stage, write_json
+from occlufer.stages import run_stage
 
 DATA = Path("data/split/val")
 MODELS = Path("models")
@@ -69,7 +72,9 @@ def validate(params: Params, data: Path = DATA, models: Path = MODELS,
     """Evaluate and write the report folder; returns the metrics.
 
     ``test`` (default: ``test`` beside ``data``) is scored too when it is a store with rows.
+    The MLflow run it logs into is checked first (:func:`~occlufer.tracking.check_run`).
     """
+    tracking.check_run(models / tracking.RUN_FILE)  # before evaluating, not after
     store = read_store(data)
     model, meta = load_model(models / "model.pt")
     spec = OcclusionSpec.from_cfg(params.occlusion)
@@ -85,14 +90,16 @@ def validate(params: Params, data: Path = DATA, models: Path = MODELS,
                           params.validate, spec, params.seed, out / TEST_DIR,
                           config=params.to_dict(), model_source=str(models / "model.pt"))
         metrics.update(as_test_metrics(scored))
-        write_json(out / "metrics.json", metrics)  # DVC's metrics file: val and test together
+        write_metrics(out, metrics)  # DVC's metrics file (+ detail.json): val and test together
     # train logged per-epoch val/acc etc. at steps 1..E into the same run; one step later, these
     # (the selected model's) are the run's latest values, the ones MLflow shows as columns
     history = models / "history.csv"
     step = int(pd.read_csv(history)["epoch"].max()) + 1 if history.is_file() else None
     with tracking.resume_run(models / tracking.RUN_FILE):
-        tracking.log_metrics(metrics, step=step)
-        tracking.log_artifacts(out, "validate")
+        tracking.log_metrics(split_metrics(metrics)[0], step=step)  # the headline; detail.json
+        tracking.log_artifacts(out, "validate")                     # is in the artifacts
+        tracking.set_description(tracking.describe(
+            params.to_dict(), summary_markdown(metrics, params.validate.gap_ratio)))
     print(summary_line(metrics, out, params.validate.gap_ratio))
     return metrics
 

@@ -233,3 +233,44 @@ def warp(x: torch.Tensor, masks: torch.Tensor, aug: AugmentCfg, seed: int, pairs
         mean = x.mean((1, 2, 3), keepdim=True)
         x = ((x - mean) * gain.view(-1, 1, 1, 1) + mean + shift.view(-1, 1, 1, 1)).clamp(-1, 1)
     return x, masks
+
+
+@dataclass(frozen=True)
+class Mixed:
+    """A mixed batch: ``x`` holds ``lam`` of each face and ``1 - lam`` of face ``perm[i]``
+    (blended, or pasted as a rectangle); its loss is ``lam·CE(y) + (1-lam)·CE(y[perm])``."""
+
+    x: torch.Tensor
+    masks: torch.Tensor
+    perm: torch.Tensor | None  # None: the batch was not mixed
+    lam: float
+
+
+def mix_batch(x: torch.Tensor, masks: torch.Tensor, mode: str, prob: float, alpha: float,
+              seed: int) -> Mixed:
+    """Mixup or CutMix of a normalised N×1×H×W batch, drawn from ``seed`` alone.
+
+    With probability ``prob`` the batch is mixed with a permutation of itself: ``mixup`` blends
+    whole faces with weight ``lam ~ Beta(alpha, alpha)``; ``cutmix`` pastes a rectangle of area
+    ``1 - lam`` from the partner face (and its occlusion mask), then ``lam`` is the share of the
+    face that is its own. ``mode="none"``, ``prob=0`` or a batch of one leave it as it is.
+    """
+    n = len(x)
+    rng = np.random.default_rng(seed)
+    if mode == "none" or n < 2 or rng.random() >= prob:
+        return Mixed(x, masks, None, 1.0)
+    lam = float(rng.beta(alpha, alpha))
+    perm = torch.from_numpy(rng.permutation(n)).to(x.device)
+    if mode == "mixup":
+        return Mixed(lam * x + (1 - lam) * x[perm], lam * masks + (1 - lam) * masks[perm],
+                     perm, lam)
+    h, w = x.shape[-2:]
+    cut = math.sqrt(1 - lam)
+    ch, cw = round(h * cut), round(w * cut)
+    cy, cx = int(rng.integers(h)), int(rng.integers(w))
+    y0, y1 = max(cy - ch // 2, 0), min(cy + (ch + 1) // 2, h)
+    x0, x1 = max(cx - cw // 2, 0), min(cx + (cw + 1) // 2, w)
+    x, masks = x.clone(), masks.clone()
+    x[..., y0:y1, x0:x1] = x[perm][..., y0:y1, x0:x1]
+    masks[..., y0:y1, x0:x1] = masks[perm][..., y0:y1, x0:x1]
+    return Mixed(x, masks, perm, 1 - (y1 - y0) * (x1 - x0) / (h * w))

@@ -25,12 +25,13 @@ from tqdm import tqdm
 
 from occlufer.config import ModelCfg, OcclusionCfg, TrainCfg
 from occlufer.errors import OccluferError
-from occlufer.preprocess import to_input
+from occlufer.preprocess import to_input, tta_views
 from occlufer.training.augment import (
     BatchSource,
     TrainArrays,
     batch_seed,
     epoch_plan,
+    mix_batch,
     paired_plan,
     pairs_in,
     ramped,
@@ -143,18 +144,20 @@ def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainCfg, steps_per_epoch:
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int,
-                   device: torch.device, tta_flip: bool = False) -> np.ndarray:
+                   device: torch.device, tta_flip: bool = False, tta_shift: int = 0,
+                   ) -> np.ndarray:
     """Logits (N×C float32) for N×H×W uint8 images, in batches, in eval mode.
 
-    ``tta_flip`` averages the logits of each face and its mirror image (test-time flip).
+    ``tta_flip`` averages the logits of each face and its mirror image (test-time flip);
+    ``tta_shift`` also those of the face shifted by that many pixels
+    (:func:`occlufer.preprocess.tta_views`).
     """
     model.eval()
     out = []
     for start in range(0, len(images), batch_size):
         x = to_input(np.asarray(images[start:start + batch_size])).to(device)
-        logits = model(x).float()
-        if tta_flip:
-            logits = (logits + model(torch.flip(x, dims=[3])).float()) / 2
+        views = tta_views(x, tta_flip, tta_shift)
+        logits = torch.stack([model(v).float() for v in views]).mean(0)
         out.append(logits.cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 
@@ -342,6 +345,9 @@ def fit(model: nn.Module, train: TrainArrays, val: ValArrays, cfg: TrainCfg,
             m = masks.to(device, non_blocking=True).float().unsqueeze(1)
             pairs = pairs_in(plan[b], train.source) if cfg.pair else 0
             x, m = warp(x, m, aug, batch_seed(seed, epoch, b * world + rank, 2), pairs)
+            mixed = mix_batch(x, m, cfg.mix, cfg.mix_prob, cfg.mix_alpha,
+                              batch_seed(seed, epoch, b * world + rank, 3))
+            x, m = mixed.x, mixed.masks
             if amp is not None:
                 x = x.contiguous(memory_format=torch.channels_last)
             optimizer.zero_grad(set_to_none=True)
@@ -350,6 +356,9 @@ def fit(model: nn.Module, train: TrainArrays, val: ValArrays, cfg: TrainCfg,
             with ctx:
                 logits = net(x)
                 loss = loss_fn(logits.float(), y)
+                if mixed.perm is not None:
+                    loss = (mixed.lam * loss
+                            + (1 - mixed.lam) * loss_fn(logits.float(), y[mixed.perm]))
                 if mask_weight > 0:
                     loss = loss + mask_weight * model.aux_loss(m.squeeze(1))
                 if pairs and cfg.consistency > 0:

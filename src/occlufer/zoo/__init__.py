@@ -228,6 +228,8 @@ def preprocessing(image_size: int) -> dict[str, Any]:
             "formula": "(x / scale - mean) / std, one channel",
             "scale": 255.0, "mean": float(MEAN), "std": float(STD), "channels": 1,
             "function": "occlufer.preprocess.to_input",
-            "photos": {"detector": "OpenCV Haar frontal-face cascade (occlufer predict)",
+            "photos": {"detector": "BlazeFace full range, crops aligned by eyes and mouth to "
+                                   "FER2013 geometry (occlufer predict; --detector haar: "
+                                   "OpenCV's Haar cascade, box with the margin)",
                        "margin": FACE_MARGIN, "min_face": FACE_MIN_SIZE,
                        "no_detect": "centred square of the image, resized"}}

@@ -32,6 +32,13 @@ def _duration(seconds: Any) -> str:
         f" ({seconds:,.0f} s)"
 
 
+def _views(model: Mapping[str, Any]) -> str:
+    shift = int(model.get("tta_shift") or 0)
+    views = ["the face"] + (["its mirror image"] if model.get("tta_flip") else []) + (
+        [f"shifts by {shift} px"] if shift else [])
+    return ", ".join(views)
+
+
 def render(card: Mapping[str, Any]) -> str:
     name, ev = card["name"], card["evaluation"]
     split, clean, occl = ev["split"], ev.get("clean") or {}, ev.get("occluded") or {}
@@ -69,8 +76,8 @@ def render(card: Mapping[str, Any]) -> str:
         f"| preprocessing | {card['preprocessing']['formula']}: scale "
         f"{card['preprocessing']['scale']}, mean {card['preprocessing']['mean']}, std "
         f"{card['preprocessing']['std']} (`{card['preprocessing']['function']}`) |",
-        f"| test-time flip | {'yes' if model.get('tta_flip') else 'no'} (in `occlufer evaluate` "
-        "and the validate stage) |",
+        f"| test-time views | {_views(model)} (averaged by predict, evaluate, validate, "
+        "serving and the ONNX export) |",
         f"| best epoch | {model.get('best_epoch')} |",
     ]
     parity = file.get("fp16_parity") or {}

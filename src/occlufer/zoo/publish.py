@@ -1,7 +1,8 @@
 """``occlufer zoo publish``: a zoo entry built from a finished pipeline run, card included.
 
 Everything on the card is read from the run's files, nothing is typed in: ``models/model.pt``
-(+ ``history.csv``, ``mlflow_run.json``), ``reports/validate/metrics.json``, ``params.yaml``,
+(+ ``history.csv``, ``mlflow_run.json``), ``reports/validate/metrics.json`` (the headline) with
+``detail.json`` beside it (the other metrics, when there; see :func:`read_report`), ``params.yaml``,
 ``dvc.lock``, ``git`` and the machine (:func:`hardware`). The weights are stored in fp16 when
 the fp16 copy keeps parity with fp32 on a batch of the run's own faces (:func:`fp16_parity`),
 else in fp32; either way :func:`occlufer.models.load_model` reads the file.
@@ -23,6 +24,7 @@ import numpy as np
 from occlufer import __version__
 from occlufer.errors import OccluferError
 from occlufer.hardware import hardware
+from occlufer.recipe import flat_keys
 from occlufer.zoo import FORMAT, MAX_BYTES, check_name, preprocessing, sha256, zoo_dir
 
 #: fp16 weights are kept when, against fp32, no probability of the parity faces moves by more
@@ -94,6 +96,17 @@ def _read_json(path: Path, what: str, fix: str) -> Any:
         raise OccluferError(f"{path}: not valid JSON ({str(exc)[:120]}); {fix}") from None
 
 
+def read_report(folder: Path, fix: str) -> dict[str, Any]:
+    """A validate report's metrics: ``metrics.json`` (the headline) merged with
+    ``detail.json`` (the rest) when present; a report from before the split has them all in
+    ``metrics.json``."""
+    from occlufer.evaluation.headline import DETAIL_FILE, HEADLINE_FILE
+
+    head = _read_json(folder / HEADLINE_FILE, "validate report", fix)
+    detail = folder / DETAIL_FILE
+    return {**(_read_json(detail, "validate detail", fix) if detail.is_file() else {}), **head}
+
+
 def _git(run: Path) -> dict[str, Any]:
     def git(*args: str) -> str | None:
         try:
@@ -158,16 +171,6 @@ def _get(data: Mapping[str, Any], dotted: str) -> Any:
     return node
 
 
-def _flat(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in data.items():
-        if isinstance(v, Mapping):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def _composed(conf: Path, overrides: list[str]) -> dict[str, Any]:
     """``conf`` composed as ``dvc exp run`` writes params.yaml (YAML round trip)."""
     import yaml
@@ -190,10 +193,10 @@ def recipe_of(params: Mapping[str, Any], conf: Path, recipe: str | None) -> dict
                 "note": f"{conf}/ not found: params not compared with the recipe"}
     candidates = [recipe] if recipe else [
         None, *sorted(p.stem for p in (conf / "experiment").glob("*.yaml"))]
-    flat = _flat(params)
+    flat = flat_keys(params)
     best: tuple[str, dict[str, Any]] | None = None
     for cand in candidates:
-        composed = _flat(_composed(conf, [f"experiment={cand}"] if cand else []))
+        composed = flat_keys(_composed(conf, [f"experiment={cand}"] if cand else []))
         diff = {k: {"recipe": composed.get(k), "run": flat.get(k)}
                 for k in sorted(set(composed) | set(flat)) if composed.get(k) != flat.get(k)}
         if recipe or not diff:
@@ -277,8 +280,9 @@ def limits(card: Mapping[str, Any], params: Mapping[str, Any]) -> list[str]:
     ev = card["evaluation"]
     out = [f"Input: one {size}×{size} grayscale face crop per face (uint8), roughly frontal "
            "and centred as in the training data. Photos need a face detector first: "
-           "`occlufer predict` uses OpenCV's Haar frontal-face cascade, which misses profile, "
-           "tilted and small faces.",
+           "`occlufer predict` finds faces with BlazeFace and aligns them to FER2013's eye and "
+           "mouth positions; it misses faces under about 4% of the photo's longer side, and "
+           "profile views align poorly.",
            f"{len(classes)} classes only ({', '.join(classes)}): every face is put in one of "
            "them, including faces showing none of them or things that are not faces. A facial "
            "expression is not a felt emotion.",
@@ -326,8 +330,8 @@ def publish(name: str, *, run: Path | None = None, models: str = "models",
     if not pt.is_file():
         raise OccluferError(f"{pt}: no trained model; run the pipeline first (`dvc exp run "
                             "-S experiment=fer2013_cpu`) or pass --models")
-    metrics = _read_json(run / report / "metrics.json", "validate report",
-                         "run the validate stage (`dvc repro validate`) or pass --report")
+    metrics = read_report(run / report, "run the validate stage (`dvc repro validate`) or pass "
+                                         "--report")
     params_path = run / params
     checked = load_params(params_path).to_dict()  # validated: a bad params.yaml stops here
     raw = yaml.safe_load(params_path.read_text(encoding="utf-8"))
@@ -372,7 +376,8 @@ def publish(name: str, *, run: Path | None = None, models: str = "models",
         "model": {"arch": meta["name"], "arch_params": dict(meta.get("arch") or {}),
                   "dropout": meta.get("dropout"),
                   "parameters": int(sum(p.numel() for p in model.parameters())),
-                  "tta_flip": bool(meta.get("tta_flip", False)), "best_epoch": meta.get("epoch")},
+                  "tta_flip": bool(meta.get("tta_flip", False)),
+                  "tta_shift": int(meta.get("tta_shift", 0)), "best_epoch": meta.get("epoch")},
         "recipe": {**recipe_info, "params": raw},
         "provenance": {
             "git": git,
@@ -409,6 +414,26 @@ def publish(name: str, *, run: Path | None = None, models: str = "models",
     return card
 
 
+def refresh(name: str, folder: Path | None = None) -> dict[str, Any]:
+    """Re-generate the parts of an entry's card that describe occlufer rather than the run —
+    the preprocessing (face detection included), the test-time views, the limits — and its
+    Markdown, after the code they describe changed. The weights and every figure of the run
+    (provenance, training, evaluation) are kept as they are."""
+    from occlufer import zoo
+    from occlufer.zoo.card import render
+
+    entry = zoo.verify(name, folder)
+    card = json.loads(entry.json.read_text(encoding="utf-8"))
+    card["preprocessing"] = zoo.preprocessing(int(card["image_size"]))
+    card["model"].setdefault("tta_shift", 0)  # cards written before tta_shift existed
+    card["limits"] = limits(card, card["recipe"].get("params") or {})
+    for path, text in ((entry.json, json.dumps(card, indent=2, sort_keys=False) + "\n"),
+                       (entry.md, render(card))):
+        path.with_suffix(path.suffix + ".tmp").write_text(text, encoding="utf-8")
+        os.replace(path.with_suffix(path.suffix + ".tmp"), path)
+    return card
+
+
 def check(name: str, report: Path, folder: Path | None = None) -> tuple[bool, str]:
     """Whether a fresh run's clean accuracy (``report/metrics.json``, the card's split) lies in
     the card's interval; (within, one line)."""
@@ -420,9 +445,8 @@ def check(name: str, report: Path, folder: Path | None = None) -> tuple[bool, st
     if not split or "ci_low" not in head or "ci_high" not in head:
         raise OccluferError(f"zoo:{name}: the card has no clean accuracy interval; republish "
                             f"it (`occlufer zoo publish {name}`)")
-    metrics = _read_json(report / "metrics.json", "validate report",
-                         "run the recipe first (`dvc exp run -S experiment=...`) or pass "
-                         "--report")
+    metrics = read_report(report, "run the recipe first (`dvc exp run -S experiment=...`) or "
+                                  "pass --report")
     key = f"{split}/acc"
     if key not in metrics:
         raise OccluferError(f"{report / 'metrics.json'}: no {key} (the card's numbers are on the "

@@ -1,0 +1,54 @@
+"""Which recipe (``conf/experiment/<name>.yaml``) a run's parameters come from, cheaply.
+
+Used to name MLflow runs started by ``dvc repro`` (``dvc exp run`` names them after the DVC
+experiment). The option files are read as plain YAML, without Hydra: a recipe counts when the
+parameters have at least :data:`MIN_SHARE` of its settings (so a sweep that changes a setting or
+two of a recipe still names it); its ``defaults`` list (config groups) is not compared.
+:func:`occlufer.zoo.publish.recipe_of` is the exact (Hydra) comparison for model cards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+#: the share of a recipe's settings that a run's parameters must have for the recipe to count
+MIN_SHARE = 0.75
+DEFAULT = "default"
+
+
+def flat_keys(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` → ``{"a.b": 1}`` (values kept as they are)."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            out.update(flat_keys(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def recipe_name(params: Mapping[str, Any], conf: Path) -> str:
+    """``params["experiment"]`` when the parameters record it; else the ``conf/experiment``
+    option with the largest share (≥ :data:`MIN_SHARE`) of its settings equal in ``params``
+    (ties: the one with more settings, then by name); else ``default``."""
+    chosen = params.get("experiment")
+    if isinstance(chosen, str) and chosen:
+        return chosen
+    import yaml
+
+    flat = flat_keys(params)
+    best: tuple[float, int, str] | None = None
+    for path in sorted((conf / "experiment").glob("*.yaml")):
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        settings = flat_keys({k: v for k, v in data.items() if k != "defaults"})
+        if not settings:
+            continue
+        share = sum(flat.get(k, object()) == v for k, v in settings.items()) / len(settings)
+        if share >= MIN_SHARE and (best is None or (share, len(settings)) > best[:2]):
+            best = (share, len(settings), path.stem)
+    return best[2] if best else DEFAULT
