@@ -17,3 +17,11 @@ def ignore_interrupt() -> None:
     terminates its pool (``Pool.__exit__``).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def first_line(exc: BaseException, limit: int | None = 200) -> str:
+    """The first line of an exception's message (its class name when it has none), cut to
+    ``limit`` characters: what a one-line error quotes of the cause."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line if limit is None else line[:limit]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from occlufer import tracking
-from occlufer.errors import OccluferError
+from occlufer.errors import OccluferError, first_line
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 MODEL_NAME = "model"  # the artifact name train logs the pyfunc model under
@@ -111,7 +111,7 @@ def register(ref: str, name: str, alias: str | None = None) -> Registered:
     except Exception as exc:  # noqa: BLE001 - MLflow raises many types (bad name, store)
         raise OccluferError(f"cannot register {source} as {name!r}"
                             + (f" with alias {alias!r}" if alias else "")
-                            + f" in {tracking.tracking_uri()}: {tracking._first_line(exc)}"
+                            + f" in {tracking.tracking_uri()}: {first_line(exc)}"
                             ) from None
     finally:
         quiet.setLevel(level)

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from occlufer.errors import OccluferError
+from occlufer.errors import OccluferError, first_line
 
 RUN_FILE = "mlflow_run.json"
 #: the tag MLflow shows as a run's description
@@ -88,11 +88,6 @@ def _mlflow() -> Any:
     return mlflow
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else exc.__class__.__name__)[:200]
-
-
 def check_server(uri: str | None = None, timeout: float = PROBE_TIMEOUT) -> None:
     """Stop with one line unless an ``http(s)://`` tracking server answers a GET of ``/health``
     within ``timeout`` seconds (any HTTP answer counts, even 401 or 404; a TLS handshake too).
@@ -115,7 +110,7 @@ def check_server(uri: str | None = None, timeout: float = PROBE_TIMEOUT) -> None
         if not isinstance(reason, ssl.SSLError):  # a certificate problem: MLflow's to judge
             raise OccluferError(
                 f"MLflow tracking server {uri} is not reachable "
-                f"({_first_line(reason) if isinstance(reason, BaseException) else reason}; "
+                f"({first_line(reason) if isinstance(reason, BaseException) else reason}; "
                 f"waited up to {timeout:g} s); start it, or point MLFLOW_TRACKING_URI at a "
                 "running server (unset it for the local SQLite store mlflow.db)") from None
     _answered.add(uri)
@@ -147,7 +142,7 @@ def check_writable(uri: str | None = None) -> None:
             fix = (f"make it and its folder writable (`chmod u+w {db} {db.parent}`)"
                    if "readonly" in text or "read-only" in text
                    else "restore it from a backup")
-            raise OccluferError(f"MLflow store {db} cannot be written ({_first_line(exc)}); "
+            raise OccluferError(f"MLflow store {db} cannot be written ({first_line(exc)}); "
                                 f"{fix}, or point MLFLOW_TRACKING_URI at another store") from None
     finally:
         if con.in_transaction:
@@ -268,7 +263,7 @@ def start_run(experiment: str, params: Mapping[str, Any], run_name: str | None =
         raise
     except Exception as exc:  # noqa: BLE001 - MLflow raises many types for a bad store
         raise OccluferError(f"cannot start an MLflow run in {tracking_uri()}: "
-                            f"{_first_line(exc)}; check MLFLOW_TRACKING_URI and that the store "
+                            f"{first_line(exc)}; check MLFLOW_TRACKING_URI and that the store "
                             "is writable") from None
     try:
         if active_file is not None:
@@ -299,7 +294,7 @@ def _open_run(mlflow: Any, experiment: str, params: Mapping[str, Any], run_name:
         _set_experiment(mlflow, experiment)
     except Exception as exc:  # noqa: BLE001 - MLflow raises many types for a bad store
         raise OccluferError(f"cannot reach MLflow tracking store {tracking_uri()}: "
-                            f"{_first_line(exc)}; check MLFLOW_TRACKING_URI") from None
+                            f"{first_line(exc)}; check MLFLOW_TRACKING_URI") from None
     run = mlflow.start_run(run_name=run_name or run_name_for(params))
     try:
         mlflow.set_tags({**run_tags(), NOTE_TAG: describe(params)})
@@ -346,7 +341,7 @@ def check_run(run_file: Path) -> str:
     try:
         run_id = str(json.loads(run_file.read_text(encoding="utf-8"))["run_id"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise OccluferError(f"{run_file}: no MLflow run id here ({_first_line(exc)}); "
+        raise OccluferError(f"{run_file}: no MLflow run id here ({first_line(exc)}); "
                             f"{fix}") from None
     mlflow = _mlflow()
     db = _sqlite_path(tracking_uri())
@@ -359,7 +354,7 @@ def check_run(run_file: Path) -> str:
     except Exception as exc:  # noqa: BLE001 - the store was reset or points elsewhere
         code = getattr(exc, "error_code", "")
         what = ("is not in" if code == "RESOURCE_DOES_NOT_EXIST"
-                else f"cannot be read ({_first_line(exc)}) from")
+                else f"cannot be read ({first_line(exc)}) from")
         raise OccluferError(f"{run_file}: MLflow run {run_id} {what} {tracking_uri()}; {fix} "
                             "(or point MLFLOW_TRACKING_URI at the store that has it)") from None
     check_writable()
@@ -375,7 +370,7 @@ def resume_run(run_file: Path) -> Iterator[Any]:
         run = mlflow.start_run(run_id=run_id)
     except Exception as exc:  # noqa: BLE001 - MLflow raises many types for a bad store
         raise OccluferError(f"cannot re-open MLflow run {run_id} in {tracking_uri()}: "
-                            f"{_first_line(exc)}; check that the store is writable") from None
+                            f"{first_line(exc)}; check that the store is writable") from None
     with run:
         yield run
 

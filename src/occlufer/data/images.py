@@ -27,6 +27,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from occlufer.errors import first_line
+
 EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 
 
@@ -83,17 +85,12 @@ def _decode(data: bytes, min_size: int, draft_side: int | None, color: bool,
             gray = _to_l(im)  # decodes
             return gray, _to_bgr(im, gray) if color else None, factor
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise Reject(f"too_large: {_first_line(exc)} (PIL decompression-bomb guard, "
+            raise Reject(f"too_large: {first_line(exc, limit=None)} (PIL decompression-bomb guard, "
                          f"Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS})") from None
         except UnidentifiedImageError:
             raise Reject("unreadable: not a recognised image format") from None
         except (OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
-            raise Reject(f"unreadable: {_first_line(exc)}") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
+            raise Reject(f"unreadable: {first_line(exc, limit=None)}") from None
 
 
 def _to_l(im: Image.Image) -> np.ndarray:

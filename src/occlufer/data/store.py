@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from occlufer.errors import OccluferError
+from occlufer.errors import OccluferError, first_line
 
 IMAGES = "images.npy"
 MASKS = "masks.npy"
@@ -166,7 +166,7 @@ def read_store(folder: str | Path, *, mmap: bool = True, verify: bool | None = N
         manifest = pd.read_parquet(io.BytesIO(data))
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a bad file
         raise StoreError(f"{folder / MANIFEST}: not a readable Parquet file "
-                         f"({_first_line(exc)}); {restore_hint(folder)}") from None
+                         f"({first_line(exc)}); {restore_hint(folder)}") from None
     if len(manifest) != shape[0]:
         raise StoreError(f"{folder / MANIFEST}: {len(manifest)} rows for {shape[0]} images in "
                          f"{IMAGES}; {restore_hint(folder)}")
@@ -181,11 +181,6 @@ def read_store(folder: str | Path, *, mmap: bool = True, verify: bool | None = N
         raise StoreError(f"{folder}: {exc}; {restore_hint(folder)}") from None
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else exc.__class__.__name__)[:200]
-
-
 def _read_checksums(folder: Path) -> dict[str, dict[str, Any]]:
     path = folder / CHECKSUMS
     if not path.is_file():
@@ -196,7 +191,7 @@ def _read_checksums(folder: Path) -> dict[str, dict[str, Any]]:
             raise TypeError(type(files).__name__)
         return files
     except (ValueError, KeyError, TypeError) as exc:
-        raise StoreError(f"{path}: unreadable ({_first_line(exc)}); "
+        raise StoreError(f"{path}: unreadable ({first_line(exc)}); "
                          f"{restore_hint(folder)}") from None
 
 
@@ -223,7 +218,7 @@ def _check_npy(path: Path, want: dict[str, Any] | None, verify: bool) -> tuple[i
             shape, _, dtype = read(f)
             offset = f.tell()
     except (ValueError, KeyError, OSError, EOFError) as exc:
-        raise StoreError(f"{path}: not a NumPy array file ({_first_line(exc)}); "
+        raise StoreError(f"{path}: not a NumPy array file ({first_line(exc)}); "
                          f"{restore_hint(path.parent)}") from None
     expected = offset + int(np.prod(shape)) * dtype.itemsize
     if size != expected:
