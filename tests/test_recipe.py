@@ -31,6 +31,14 @@ def test_recipe_name_from_params(make_params) -> None:
     assert recipe_name(fer, CONF) == "fer2013_cpu"  # not fer2013_gpu, which shares much
     assert recipe_name({**fer, "experiment": "mine"}, CONF) == "mine"  # recorded: it wins
     assert recipe_name(fer, CONF.parent / "nowhere") == "default"
+    # a recipe built on another (fer2013_best: fer2013_cpu for longer) is told apart from it
+    best = parse_params(compose(["experiment=fer2013_best"], CONF)).to_dict()
+    assert recipe_name(best, CONF) == "fer2013_best"
+    cpu = parse_params(compose(["experiment=fer2013_cpu"], CONF)).to_dict()
+    assert recipe_name(cpu, CONF) == "fer2013_cpu"
+    # its two own settings alone, on the default config, are not the recipe
+    plain = make_params("train.epochs=28", "validate.robustness_max_faces=1000").to_dict()
+    assert recipe_name(plain, CONF) == "default"
 
 
 def _run(run_id: str):

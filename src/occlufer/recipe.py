@@ -3,7 +3,8 @@
 Used to name MLflow runs started by ``dvc repro`` (``dvc exp run`` names them after the DVC
 experiment). The option files are read as plain YAML, without Hydra: a recipe counts when the
 parameters have at least :data:`MIN_SHARE` of its settings (so a sweep that changes a setting or
-two of a recipe still names it); its ``defaults`` list (config groups) is not compared.
+two of a recipe still names it); a recipe built on another (``defaults: [fer2013_cpu, _self_]``)
+counts that one's settings under its own; config-group choices in ``defaults`` are not compared.
 :func:`occlufer.zoo.publish.recipe_of` is the exact (Hydra) comparison for model cards.
 """
 
@@ -41,14 +42,27 @@ def recipe_name(params: Mapping[str, Any], conf: Path) -> str:
     flat = flat_keys(params)
     best: tuple[float, int, str] | None = None
     for path in sorted((conf / "experiment").glob("*.yaml")):
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError):
-            continue
-        settings = flat_keys({k: v for k, v in data.items() if k != "defaults"})
+        settings = _settings(path, yaml)
         if not settings:
             continue
         share = sum(flat.get(k, object()) == v for k, v in settings.items()) / len(settings)
         if share >= MIN_SHARE and (best is None or (share, len(settings)) > best[:2]):
             best = (share, len(settings), path.stem)
     return best[2] if best else DEFAULT
+
+
+def _settings(path: Path, yaml: Any, seen: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """A recipe file's settings, flattened, over those of the recipes it names in ``defaults``
+    (``- fer2013_cpu``; group overrides such as ``override /model: compact`` are skipped)."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+    if not isinstance(data, Mapping):
+        return {}
+    out: dict[str, Any] = {}
+    for entry in data.get("defaults") or []:
+        if isinstance(entry, str) and entry != "_self_" and entry not in seen:
+            out.update(_settings(path.with_name(f"{entry}.yaml"), yaml, seen | {path.stem}))
+    out.update(flat_keys({k: v for k, v in data.items() if k != "defaults"}))
+    return out
