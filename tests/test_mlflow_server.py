@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from occlufer import tracking
 from tests.servers import free_port, running
 
 pytestmark = pytest.mark.slow
@@ -36,7 +36,7 @@ def test_train_and_validate_log_to_a_real_server(server: str, split_dir: Path, t
 
     train(params, split_dir, tmp_path / "models")
     metrics = validate(params, split_dir / "val", tmp_path / "models", tmp_path / "reports")
-    run_id = json.loads((tmp_path / "models/mlflow_run.json").read_text())["run_id"]
+    run_id = tracking.find_model_run(tmp_path / "models/model.pt").info.run_id
     mlflow.set_tracking_uri(server)
     run = mlflow.get_run(run_id)
     assert run.data.metrics["val/acc"] == pytest.approx(metrics["val/acc"])

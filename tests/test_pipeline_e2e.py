@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from occlufer import tracking
 from occlufer.evaluation.plots import check_offline_page
 from tests.conftest import ROOT
 
@@ -34,7 +35,10 @@ def _run(cmd: list[str], cwd: Path, timeout: int = 600) -> str:
     return proc.stdout + proc.stderr
 
 
-def _copy_repo(dst: Path) -> Path:
+def _copy_repo(dst: Path, experiment: str | None = "smoke") -> Path:
+    """This working tree (tracked and untracked files, not the ignored ones) as a fresh git
+    repository with one commit, selecting ``experiment`` in conf/config.yaml (None: the
+    default pipeline)."""
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
                            capture_output=True, text=True, check=True).stdout.split("\0")
     for rel in filter(None, files):
@@ -45,7 +49,8 @@ def _copy_repo(dst: Path) -> Path:
     config = dst / "conf" / "config.yaml"
     text = config.read_text()
     assert "- experiment: null" in text
-    config.write_text(text.replace("- experiment: null", "- experiment: smoke"))
+    if experiment is not None:
+        config.write_text(text.replace("- experiment: null", f"- experiment: {experiment}"))
     _run([str(BIN / "occlufer"), "compose"], dst)
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
                 ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"]):
@@ -172,7 +177,8 @@ def test_queued_sweep_tracks_into_the_repository_store(repo: Path) -> None:
 
 
 def test_evaluate_the_logged_mlflow_model_gives_validates_metrics(repo: Path) -> None:
-    run_id = json.loads((repo / "models/mlflow_run.json").read_text())["run_id"]
+    run_id = tracking.find_model_run(repo / "models/model.pt",
+                                     f"sqlite:///{repo / 'mlflow.db'}").info.run_id
     out = repo / "eval_mlflow"
     _run([str(BIN / "occlufer"), "evaluate", "--data", "data/split/val", "--model",
           f"runs:/{run_id}/model", "--out", str(out)], repo)

@@ -171,13 +171,42 @@ def test_a_failed_start_ends_no_run_running(tracking_store: str, monkeypatch) ->
     assert mlflow.active_run() is None
 
 
-def test_check_run_names_the_missing_run_and_the_fix(tmp_path: Path, tracking_store) -> None:
-    ref = tmp_path / "mlflow_run.json"
-    ref.write_text(json.dumps({"run_id": "0" * 32}))
-    with pytest.raises(OccluferError) as err:
-        tracking.check_run(ref)
+def test_check_run_finds_the_newest_run_that_logged_the_model(tmp_path: Path,
+                                                              tracking_store) -> None:
+    import mlflow
+
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"the weights")
+    with pytest.raises(OccluferError) as err:  # no run has logged it (yet)
+        tracking.check_run(model)
     text = _one_line(err)
-    assert "0" * 32 in text and "is not in" in text and "dvc repro -f -s train validate" in text
+    assert tracking.file_sha256(model)[:12] in text and "no MLflow run in" in text
+    assert "dvc repro -f -s train validate" in text
+    ids = []
+    for _ in range(2):  # `dvc repro -f` trains the same bytes again: the newest run wins
+        with tracking.start_run("occlufer-test", {"a": 1}) as run:
+            tracking.tag_model(model)
+        ids.append(run.info.run_id)
+    with tracking.start_run("occlufer-test", {"a": 2}):
+        mlflow.set_tag(tracking.MODEL_TAG, "f" * 64)  # another model's run
+    assert tracking.check_run(model) == ids[-1]
+    assert tracking.find_model_run(model).info.run_id == ids[-1]
+    got = mlflow.MlflowClient(tracking_store).get_run(ids[-1]).data.tags
+    assert got[tracking.MODEL_TAG] == tracking.file_sha256(model)
+    with tracking.resume_run(model) as run:
+        assert run.info.run_id == ids[-1]
+    elsewhere = tmp_path / "none.db"  # a store that does not exist is not created
+    assert tracking.find_model_run(model, f"sqlite:///{elsewhere}") is None
+    assert not elsewhere.exists()
+
+
+def test_execution_tags_name_the_host_and_the_hardware() -> None:
+    import socket
+
+    tags = tracking.execution_tags()
+    assert tags[tracking.HOST_TAG] == socket.gethostname()
+    hw = json.loads(tags[tracking.HARDWARE_TAG])
+    assert hw["cores"] >= 1 and hw["cpu"]
 
 
 def test_a_store_that_is_no_database_is_one_line(tmp_path: Path, monkeypatch) -> None:

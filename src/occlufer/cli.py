@@ -93,6 +93,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
 def _predict(args: argparse.Namespace) -> None:
     from occlufer.inference.photos import (
         FaceSearch,
@@ -102,9 +112,16 @@ def _predict(args: argparse.Namespace) -> None:
         predict_paths,
     )
     from occlufer.inference.predictor import load_predictor, resolve_model
+    from occlufer.inference.video import VIDEO_COLUMNS, check_annotate, is_video, predict_videos
 
     info = sys.stderr if args.out == "-" else sys.stdout  # stdout may carry the rows
     files = find_images(args.paths)
+    videos = [p for p in files if is_video(p)]  # named as files: folders give images only
+    files = [p for p in files if not is_video(p)]
+    if args.annotate is not None:
+        if len(videos) != 1:
+            raise OccluferError(f"--annotate writes one video; {len(videos)} videos given")
+        check_annotate(args.annotate, videos)
     workers = args.workers or min(os.cpu_count() or 1, 8)
     choice = resolve_model(args.model)
     print(choice.line, file=info, flush=True)
@@ -119,16 +136,29 @@ def _predict(args: argparse.Namespace) -> None:
                         min_face=args.face_min_size or default.min_face,
                         detector=args.detector or default.detector)
     stream = open_out(args.out)
+    summary = shown = None
     try:
-        writer = RowWriter(stream, args.format, predictor.classes)
-        summary = predict_paths(predictor, files, writer, search=search,
-                                batch_size=args.batch_size, workers=workers,
-                                min_size=args.min_size)
+        writer = RowWriter(stream, args.format, predictor.classes,
+                           extra=VIDEO_COLUMNS if videos else ())
+        if files:
+            summary = predict_paths(predictor, files, writer, search=search,
+                                    batch_size=args.batch_size, workers=workers,
+                                    min_size=args.min_size)
+        if videos:
+            shown = predict_videos(predictor, videos, writer, search=search, every=args.every,
+                                   smooth=args.smooth, annotate=args.annotate,
+                                   batch_size=args.batch_size, min_size=args.min_size)
     finally:
         stream.close()
     where = "" if args.out == "-" else f" -> {args.out}"
-    print(f"predict: {summary.line()}{where}", file=info)
-    hint = summary.hint()
+    if summary is not None:
+        print(f"predict: {summary.line()}{where}", file=info)
+    if shown is not None:
+        rate = shown.decoded / shown.seconds if shown.seconds else 0.0
+        print(f"predict: {shown.line()}; {rate:.1f} frames/s{where}"
+              + (f"; {shown.annotated} frames annotated -> {args.annotate}" if shown.annotated
+                 else ""), file=info)
+    hint = summary.hint() if summary is not None else None
     if hint:
         print(hint, file=sys.stderr)
 
@@ -270,12 +300,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: params.yaml)")
     p.set_defaults(func=_evaluate)
 
-    p = sub.add_parser("predict", help="classify the faces in image files and folders",
+    p = sub.add_parser("predict", help="classify the faces in image files and folders, and "
+                                       "in video files",
                        description="Classify the faces in image files and folders (recursive): "
                        "one row per face, or per image without a face (status no_face), too "
                        "small for a face crop (status too_small, with --no-detect) or that cannot "
-                       "be read (status error). Ends with a summary line.")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders")
+                       "be read (status error). Ends with a summary line. Video files ("
+                       ".mp4 .avi .mov .mkv .webm .m4v, named as files; folders give images "
+                       "only): one row per face of every --every-th frame, with the columns "
+                       "frame, time_s and track (a face's id across frames) and probabilities "
+                       "smoothed per track (--smooth); a video that cannot be decoded, or stops "
+                       "early, is an error row and a line on stderr.")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders, video "
+                                                            "files")
     p.add_argument("--out", "-o", default="-", help="file to write (default: - for stdout)")
     p.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     p.add_argument("--model", "-m", default=None,
@@ -305,6 +342,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "crops aligned to FER2013 geometry by eyes and mouth), blazeface_fast "
                         "(no tiles: faster, fewer small faces) or haar (OpenCV's cascade, crops "
                         "with --face-margin)")
+    p.add_argument("--every", type=_positive, default=1, metavar="N",
+                   help="videos: analyse every N-th frame (default 1: all)")
+    p.add_argument("--smooth", type=_fraction, default=0.5, metavar="ALPHA",
+                   help="videos: smooth each track's probabilities over its analysed frames, "
+                        "p = ALPHA * previous + (1 - ALPHA) * this frame's; 0 is off (default "
+                        "0.5)")
+    p.add_argument("--annotate", default=None, metavar="OUT.mp4",
+                   help="videos (one): also write the video with each face's box, track, label "
+                        "and confidence drawn (.mp4 .m4v .mov .mkv .avi .webm)")
     p.set_defaults(func=_predict)
 
     p = sub.add_parser("export", help="export a model: ONNX file or MLflow pyfunc folder")

@@ -65,9 +65,15 @@ def _detector_names() -> tuple[str, ...]:
 
 
 def _occluder_types() -> tuple[str, ...]:
-    from occlufer.occlusion import TYPES  # local import: keeps this module light
+    from occlufer.occlusion.registry import TYPES  # local import: keeps this module light
 
     return TYPES
+
+
+def _fill_names() -> tuple[str, ...]:
+    from occlufer.occlusion.occluder import FILLS
+
+    return FILLS
 
 
 @dataclass(frozen=True)
@@ -121,7 +127,7 @@ class OcclusionCfg:
 
     types: dict[str, float] = _opt(subset_of=_occluder_types, ge=0.0)  # type: ignore[arg-type]
     ratio: float | list[float] = _opt(ge=0.0, lt=1.0, pair=True)
-    fills: list[str] = _opt(subset_of=("gray", "noise", "texture"))
+    fills: list[str] = _opt(subset_of=_fill_names)  # type: ignore[arg-type]
     aspect: list[float] = _opt(gt=0.0, pair=True)
     landmarks: LandmarksCfg = _opt()
     workers: int = _opt(ge=0)

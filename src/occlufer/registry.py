@@ -53,9 +53,9 @@ def find_run(ref: str) -> tuple[Any, str]:
             break
     if not runs:
         raise OccluferError(f"{ref}: no MLflow run with this id or name in "
-                            f"{tracking.tracking_uri()}; give a run id (models/mlflow_run.json, "
-                            "the MLflow UI) or a DVC experiment name (`dvc exp show`), and check "
-                            "MLFLOW_TRACKING_URI")
+                            f"{tracking.tracking_uri()}; give a run id (train prints it, so "
+                            "does the MLflow UI) or a DVC experiment name (`dvc exp show`), "
+                            "and check MLFLOW_TRACKING_URI")
     note = (f"the latest of {len(runs)} runs named {ref} (started "
             f"{_when(runs[0])}); pass a run id to choose another" if len(runs) > 1 else "")
     return runs[0], note

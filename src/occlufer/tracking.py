@@ -1,15 +1,18 @@
 """The one place that talks to MLflow.
 
 Tracking URI: ``MLFLOW_TRACKING_URI`` when set, else ``sqlite:///<repo>/mlflow.db``. One MLflow
-run per pipeline execution: ``train`` opens it and records its id in ``models/mlflow_run.json``;
-``validate`` logs into the same run.
+run per pipeline execution: ``train`` opens it and tags it with the sha256 of the ``model.pt`` it
+wrote (:data:`MODEL_TAG`, :func:`tag_model`); ``validate`` finds that run by the content of
+``models/model.pt`` (:func:`find_model_run`) and logs into it. No run id, time or host is kept in
+the DVC outputs (they are byte-identical between executions): per-execution values (epoch
+seconds, img/s, host, hardware) are the run's metrics and tags.
 
 Faults stop a stage with one line before any work: an ``http(s)`` server that does not answer
 within :data:`PROBE_TIMEOUT` seconds (:func:`check_server`, once per process; MLflow's own client
 would retry for minutes), a SQLite store that cannot be written (:func:`check_writable`), a run
-that cannot be started, and (validate) a run that is not in the store (:func:`check_run`). A run
-whose stage was killed stays ``RUNNING`` in MLflow; :func:`start_run` marks it ``KILLED`` when
-the next run of that stage starts (``active_file``).
+that cannot be started, and (validate) a model that no run of the store logged
+(:func:`check_run`). A run whose stage was killed stays ``RUNNING`` in MLflow; :func:`start_run`
+marks it ``KILLED`` when the next run of that stage starts (``active_file``).
 """
 
 from __future__ import annotations
@@ -25,8 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from occlufer.errors import OccluferError, first_line
+from occlufer.hashing import file_sha256
 
-RUN_FILE = "mlflow_run.json"
+#: the tag with the sha256 of the ``model.pt`` a train run wrote: how validate (and ``occlufer
+#: zoo publish``) find the run of a model, by content, without a run id in the DVC outputs
+MODEL_TAG = "occlufer.model_sha256"
+#: the machine a train run ran on (per execution: MLflow tags only, never DVC outputs)
+HOST_TAG = "occlufer.host"
+HARDWARE_TAG = "occlufer.hardware"  # JSON of occlufer.hardware.hardware()
 #: the tag MLflow shows as a run's description
 NOTE_TAG = "mlflow.note.content"
 #: seconds an http(s) tracking server gets to answer :func:`check_server`
@@ -51,9 +60,11 @@ def repo_root(start: Path | None = None) -> Path:
     return here
 
 
-def tracking_uri() -> str:
-    """``MLFLOW_TRACKING_URI`` if set, else the SQLite store in the repository root."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / 'mlflow.db'}"
+def tracking_uri(start: Path | None = None) -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else the SQLite store in the repository root (of
+    ``start``, default the working directory)."""
+    return (os.environ.get("MLFLOW_TRACKING_URI")
+            or f"sqlite:///{repo_root(start) / 'mlflow.db'}")
 
 
 def artifact_root(uri: str) -> Path | None:
@@ -333,38 +344,88 @@ def end_abandoned(active_file: Path, keep: str | None = None) -> str | None:
     return run_id
 
 
-def check_run(run_file: Path) -> str:
-    """The MLflow run id that ``train`` recorded in ``run_file``, once the store is reachable,
-    writable and still has that run; one line with the fix otherwise (validate calls this
+def tag_model(model_file: Path) -> str:
+    """Tag the active run with ``model_file``'s sha256 (:data:`MODEL_TAG`); returns it."""
+    digest = file_sha256(model_file)
+    _mlflow().set_tag(MODEL_TAG, digest)
+    return digest
+
+
+def execution_tags() -> dict[str, str]:
+    """Where this execution runs: host name and hardware (:data:`HOST_TAG`,
+    :data:`HARDWARE_TAG`), tags of the run, never part of a DVC output."""
+    import socket
+
+    from occlufer.hardware import hardware
+
+    return {HOST_TAG: socket.gethostname(), HARDWARE_TAG: json.dumps(hardware(), sort_keys=True)}
+
+
+def set_tags(tags: Mapping[str, str]) -> None:
+    """Set tags on the active run."""
+    _mlflow().set_tags(dict(tags))
+
+
+def _model_runs(client: Any, digest: str, max_results: int = 1) -> list[Any]:
+    """Runs (newest first) of any active experiment tagged with ``digest`` (:data:`MODEL_TAG`)."""
+    ids = [e.experiment_id for e in client.search_experiments()]
+    if not ids:
+        return []
+    return list(client.search_runs(ids, f"tags.`{MODEL_TAG}` = '{digest}'",
+                                   order_by=["attributes.start_time DESC"],
+                                   max_results=max_results))
+
+
+def find_model_run(model_file: Path, uri: str | None = None) -> Any | None:
+    """The newest MLflow run that logged ``model_file`` (tagged with its sha256 by train), in the
+    store ``uri`` (default :func:`tracking_uri`); None when there is none, or when that SQLite
+    store does not exist (it is not created). Several runs can hold the same bytes (the
+    pipeline is reproducible: ``dvc repro -f`` trains the same model again): the newest wins."""
+    import mlflow
+
+    uri = uri or tracking_uri()
+    db = _sqlite_path(uri)
+    if db is not None and not db.is_file():
+        return None
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    check_server(uri)
+    runs = _model_runs(mlflow.MlflowClient(uri), file_sha256(model_file))
+    return runs[0] if runs else None
+
+
+def check_run(model_file: Path) -> str:
+    """The id of the MLflow run that logged ``model_file`` (:func:`find_model_run`), once the
+    store is reachable and writable; one line with the fix otherwise (validate calls this
     before it evaluates, so a missing run costs no evaluation time)."""
     fix = "re-create it with `dvc repro -f -s train validate`"
+    elsewhere = "(or point MLFLOW_TRACKING_URI at the store that has it)"
     try:
-        run_id = str(json.loads(run_file.read_text(encoding="utf-8"))["run_id"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise OccluferError(f"{run_file}: no MLflow run id here ({first_line(exc)}); "
+        digest = file_sha256(model_file)
+    except OSError as exc:
+        raise OccluferError(f"{model_file}: cannot read the model ({first_line(exc)}); "
                             f"{fix}") from None
     mlflow = _mlflow()
-    db = _sqlite_path(tracking_uri())
+    uri = tracking_uri()
+    what = f"no MLflow run in {uri} logged this model (tag {MODEL_TAG} {digest[:12]}...)"
+    db = _sqlite_path(uri)
     if db is not None and not db.is_file():  # (MLflow would create an empty one)
-        raise OccluferError(f"{run_file}: MLflow run {run_id} is not in {tracking_uri()}, the "
-                            f"store {db} does not exist; {fix} (or point MLFLOW_TRACKING_URI "
-                            "at the store that has it)")
+        raise OccluferError(f"{model_file}: {what}, the store {db} does not exist; {fix} "
+                            f"{elsewhere}")
     try:
-        mlflow.MlflowClient().get_run(run_id)
-    except Exception as exc:  # noqa: BLE001 - the store was reset or points elsewhere
-        code = getattr(exc, "error_code", "")
-        what = ("is not in" if code == "RESOURCE_DOES_NOT_EXIST"
-                else f"cannot be read ({first_line(exc)}) from")
-        raise OccluferError(f"{run_file}: MLflow run {run_id} {what} {tracking_uri()}; {fix} "
-                            "(or point MLFLOW_TRACKING_URI at the store that has it)") from None
+        runs = _model_runs(mlflow.MlflowClient(), digest)
+    except Exception as exc:  # noqa: BLE001 - a broken store or server
+        raise OccluferError(f"{model_file}: the MLflow runs of {uri} cannot be searched "
+                            f"({first_line(exc)}); {fix} {elsewhere}") from None
+    if not runs:
+        raise OccluferError(f"{model_file}: {what}; {fix} {elsewhere}")
     check_writable()
-    return run_id
+    return str(runs[0].info.run_id)
 
 
 @contextmanager
-def resume_run(run_file: Path) -> Iterator[Any]:
-    """Re-open the run that ``train`` recorded in ``run_file`` (validate logs into it)."""
-    run_id = check_run(run_file)
+def resume_run(model_file: Path) -> Iterator[Any]:
+    """Re-open the run that logged ``model_file`` (validate logs into train's run)."""
+    run_id = check_run(model_file)
     mlflow = _mlflow()
     try:
         run = mlflow.start_run(run_id=run_id)
@@ -373,15 +434,6 @@ def resume_run(run_file: Path) -> Iterator[Any]:
                             f"{first_line(exc)}; check that the store is writable") from None
     with run:
         yield run
-
-
-def write_run_ref(run: Any, folder: Path) -> Path:
-    """Record the run id (and where it lives) for the stages after train."""
-    path = folder / RUN_FILE
-    path.write_text(json.dumps({"run_id": run.info.run_id,
-                                "experiment_id": run.info.experiment_id}, indent=2) + "\n",
-                    encoding="utf-8")
-    return path
 
 
 def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:

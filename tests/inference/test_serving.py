@@ -335,3 +335,30 @@ def test_mlflow_models_serve_answers_images_arrays_and_bad_requests(
         assert status == 400 and "request too large: 1.5 MB" in body["message"]
         status, body = _post(url, {"dataframe_records": [{"image": 12345}]})  # not an image
         assert status == 200 and body["predictions"][0]["status"] == "error"
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_with_the_shipped_zoo_model(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shipped zoo model, right after install (no training): exported as a pyfunc folder by
+    ``occlufer export`` and served by ``mlflow models serve``, answers like ``predict``."""
+    from occlufer import zoo
+    from occlufer.cli import main
+
+    monkeypatch.delenv(zoo.ENV, raising=False)  # the package's own zoo
+    monkeypatch.chdir(tmp_path)  # no models/ here: export takes the zoo's default
+    assert main(["export", "--format", "pyfunc", "--out", "served"]) == 0
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", "served",
+           "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"]
+    env = {k: v for k, v in os.environ.items() if k != zoo.ENV}
+    with running(cmd, f"{url}/ping", tmp_path / "serve.log", cwd=tmp_path, env=env):
+        expected = load_predictor(f"zoo:{zoo.DEFAULT}").predict_proba(FACES[:2])
+        status, body = _post(url, {"dataframe_records": [
+            {"image": b64(encode(FACES[0]))}, {"pixels": FACES[1].tolist()}]})
+        assert status == 200
+        rows = body["predictions"]
+        assert [r["status"] for r in rows] == ["ok", "ok"]
+        np.testing.assert_allclose([[r[c] for c in CLASSES] for r in rows], expected,
+                                   atol=1e-5)

@@ -87,7 +87,8 @@ def _lock(params: dict) -> dict:
 
 def make_run(folder: Path, model: torch.nn.Module, meta: dict, **extra) -> Path:
     """A finished pipeline run: models/, reports/validate/metrics.json, params.yaml, dvc.lock,
-    in a git checkout with one commit."""
+    in a git checkout with one commit (history.csv with the epoch timings of older runs; no
+    MLflow store: the tests that need one make it)."""
     (folder / "models").mkdir(parents=True)
     (folder / "reports" / "validate").mkdir(parents=True)
     save_model(folder / "models" / "model.pt", model, name=meta["name"], classes=meta["classes"],
@@ -95,7 +96,6 @@ def make_run(folder: Path, model: torch.nn.Module, meta: dict, **extra) -> Path:
                tta_flip=True, epoch=3, **extra)
     pd.DataFrame({"epoch": [1, 2, 3], "train/epoch_seconds": [1.5, 2.0, 2.5]}).to_csv(
         folder / "models" / "history.csv", index=False)
-    (folder / "models" / "mlflow_run.json").write_text(json.dumps({"run_id": "abc123"}))
     (folder / "reports" / "validate" / "metrics.json").write_text(json.dumps(METRICS))
     shutil.copyfile(ROOT / "params.yaml", folder / "params.yaml")
     params = yaml.safe_load((folder / "params.yaml").read_text())
@@ -222,7 +222,7 @@ def test_card_file_and_registry_agree(published: Path, published_once: tuple[Pat
     assert lock["acquire"]["outs"] == {"data/acquired": "b9916309e4785930a86b08e232d0c180.dir"}
     assert lock["acquire"]["deps"]["src/occlufer/stages/acquire.py"].startswith("0123")
     assert lock["train"]["outs"]["models"].endswith(".dir")
-    assert card["provenance"]["mlflow_run_id"] == "abc123"
+    assert card["provenance"]["mlflow_run_id"] is None  # the run has no MLflow store
     assert card["provenance"]["source_model"]["sha256"] == zoo.sha256(run / "models/model.pt")
     assert card["training"]["seconds"] == pytest.approx(6.0)
     assert card["training"]["epochs"] == 3 and "history.csv" in card["training"]["source"]
@@ -264,6 +264,33 @@ def test_hardware_and_time_recorded_by_train_win(trained, zoo_dir: Path, tmp_pat
     assert card["evaluation"]["split"] == "val" and "optimistic" in card["evaluation"][
         "split_note"]
     assert card["evaluation"]["clean"]["acc"] == 0.64
+
+
+def test_run_time_and_hardware_come_from_the_mlflow_run(trained, zoo_dir: Path, tmp_path: Path,
+                                                       tracking_store: str) -> None:
+    """Today's runs keep no run id, time or host in their DVC outputs: the card takes them from
+    the MLflow run that logged model.pt (found by its sha256)."""
+    import mlflow
+
+    from occlufer import tracking
+    from occlufer.zoo.publish import publish
+
+    run = make_run(tmp_path / "run", *trained)
+    pd.DataFrame({"epoch": [1, 2, 3], "val/acc": [0.3, 0.4, 0.5]}).to_csv(
+        run / "models" / "history.csv", index=False)  # no timings: they are MLflow's
+    hw = {"cpu": "Test CPU 9000", "cores": 3, "gpus": []}
+    mlflow.set_tracking_uri(tracking_store)
+    with mlflow.start_run(experiment_id="0") as tracked:
+        tracking.tag_model(run / "models" / "model.pt")
+        mlflow.set_tag(tracking.HARDWARE_TAG, json.dumps(hw))
+        mlflow.log_metric("train/seconds", 42.04)
+    card = publish("fromrun", run=run, recipe="smoke", conf=str(ROOT / "conf"))
+    run_id = tracked.info.run_id
+    assert card["provenance"]["mlflow_run_id"] == run_id
+    assert card["training"]["seconds"] == 42.0 and card["training"]["epochs"] == 3
+    assert run_id in card["training"]["source"] and "train/seconds" in card["training"]["source"]
+    assert card["training"]["hardware"] == hw
+    assert run_id in card["training"]["hardware_source"]
 
 
 def test_list_and_show(published: Path, capsys: pytest.CaptureFixture[str]) -> None:

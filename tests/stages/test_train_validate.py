@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 
+from occlufer import tracking
 from occlufer.models import load_model
 from occlufer.stages.train import train
 from occlufer.stages.validate import validate
@@ -52,7 +53,7 @@ def test_train_writes_model_history_and_mlflow_run(trained, tracking_store) -> N
     best = int(hist.loc[hist["val_mixed/acc"].idxmax(), "epoch"])
     assert meta["epoch"] == best and meta["tta_flip"] is False
     assert not (models.parent / "checkpoints" / "train.pt").exists()  # removed once finished
-    run_id = json.loads((models / "mlflow_run.json").read_text())["run_id"]
+    run_id = tracking.find_model_run(models / "model.pt").info.run_id
     mlflow.set_tracking_uri(tracking_store)
     run = mlflow.get_run(run_id)
     assert run.data.params["train.epochs"] == "2"
@@ -136,7 +137,7 @@ def test_validate_metrics_files_and_same_mlflow_run(trained, split_dir: Path, tm
     # accuracy agrees with the per-row predictions
     preds = pd.read_csv(out / "predictions_val.csv")
     assert on_disk["val/acc"] == pytest.approx((preds.actual == preds.predicted).mean())
-    run_id = json.loads((models / "mlflow_run.json").read_text())["run_id"]
+    run_id = tracking.find_model_run(models / "model.pt").info.run_id
     mlflow.set_tracking_uri(tracking_store)
     run = mlflow.get_run(run_id)
     for key in ("val/acc", "val_occluded/acc", "val/acc_ci_low", "val/ece",
@@ -206,7 +207,7 @@ def test_evaluate_an_image_folder_with_another_class_set(trained, split_dir: Pat
     assert main(["evaluate", "--data", str(tmp_path), "--model", str(tmp_path / "none"),
                  "--out", str(tmp_path / "o")]) == 2
     # train logged no model.pt: an MLflow URI without one says so
-    run_id = json.loads((models / "mlflow_run.json").read_text())["run_id"]
+    run_id = tracking.find_model_run(models / "model.pt").info.run_id
     assert main(["evaluate", "--data", str(tmp_path), "--model", f"runs:/{run_id}/model",
                  "--out", str(tmp_path / "o")]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
@@ -232,7 +233,7 @@ def test_train_registers_the_model_under_name_and_alias(tmp_path: Path, split_di
     train(params, split_dir, tmp_path / "models")
     client = mlflow.MlflowClient(tracking_store)
     version = client.get_model_version_by_alias("fer-unit", "champion")
-    run_id = json.loads((tmp_path / "models/mlflow_run.json").read_text())["run_id"]
+    run_id = tracking.find_model_run(tmp_path / "models/model.pt").info.run_id
     assert int(version.version) == 1 and version.run_id == run_id
     loaded = mlflow.pyfunc.load_model("models:/fer-unit@champion")
     assert loaded.metadata.signature is not None

@@ -51,7 +51,7 @@ def test_validate_writes_the_headline_and_the_detail(untrained, tmp_path: Path, 
     assert not set(head) & set(detail)
     assert {**detail, **head} == pytest.approx(metrics, nan_ok=True)
     # MLflow: the headline as metrics (this bare run has no train metrics), detail as artifact
-    run_id = json.loads((models / "mlflow_run.json").read_text())["run_id"]
+    run_id = tracking.find_model_run(models / "model.pt").info.run_id
     mlflow.set_tracking_uri(tracking_store)
     run = mlflow.get_run(run_id)
     assert set(run.data.metrics) == {k for k, v in head.items() if math.isfinite(v)}

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from occlufer import tracking
 from occlufer.data.store import read_store
 from occlufer.stages.validate import as_test_metrics
 
@@ -33,7 +34,7 @@ def untrained(tmp_path: Path, make_params, tracking_store):
     from occlufer.stages.acquire import acquire
     from occlufer.stages.mix_split import mix_split
     from occlufer.stages.occlude import occlude
-    from occlufer.tracking import write_run_ref
+    from occlufer.tracking import tag_model
 
     params = make_params("acquire.n_subjects=20", "split.val_fraction=0.3",
                          "split.test_fraction=0.2", "validate.robustness_types=[block,hand]",
@@ -50,8 +51,8 @@ def untrained(tmp_path: Path, make_params, tracking_store):
     mlflow.set_tracking_uri(tracking_store)
     # by id: an experiment another test set active (in another store) must not be reused
     experiment = mlflow.MlflowClient(tracking_store).create_experiment("validate-test-split")
-    with mlflow.start_run(experiment_id=experiment) as run:
-        write_run_ref(run, models)
+    with mlflow.start_run(experiment_id=experiment):
+        tag_model(models / "model.pt")  # as train does
     return params, data / "split", models
 
 
@@ -92,7 +93,7 @@ def test_validate_scores_the_test_split_too(untrained, tmp_path: Path, capsys) -
                                    if not k.startswith(("test/", "test_"))}, nan_ok=True)
     assert not (tmp_path / "alone" / "test").exists()
     # MLflow: the test metrics and the test report folder
-    run_id = json.loads((models / "mlflow_run.json").read_text())["run_id"]
+    run_id = tracking.find_model_run(models / "model.pt").info.run_id
     run = mlflow.get_run(run_id)
     assert run.data.metrics["test/acc"] == pytest.approx(metrics["test/acc"])
     assert run.data.metrics["test_robustness/block/gap"] == pytest.approx(

@@ -64,11 +64,12 @@ def test_killed_training_resumes_to_the_same_model(tmp_path: Path, split_dir: Pa
     assert proc.returncode == 0, out
     assert "resuming after epoch" in out
     assert _weights(killed / "models/model.pt") == _weights(clean / "models/model.pt")
-    a = pd.read_csv(clean / "models/history.csv").drop(
-        columns=["train/img_per_s", "train/epoch_seconds"])
-    b = pd.read_csv(killed / "models/history.csv").drop(
-        columns=["train/img_per_s", "train/epoch_seconds"])
-    pd.testing.assert_frame_equal(a, b)
+    # no timings in history.csv (they are MLflow's): the resumed run's file is the same bytes
+    a = pd.read_csv(clean / "models/history.csv")
+    assert not {"train/img_per_s", "train/epoch_seconds"} & set(a.columns)
+    assert ((killed / "models/history.csv").read_bytes()
+            == (clean / "models/history.csv").read_bytes())
+    assert (killed / "models/model.pt").read_bytes() == (clean / "models/model.pt").read_bytes()
     assert not ckpt.exists()
 
 

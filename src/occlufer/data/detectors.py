@@ -137,7 +137,7 @@ class Haar:
 
 
 @contextmanager
-def _quiet_stderr() -> Iterator[None]:
+def quiet_stderr() -> Iterator[None]:
     """Silence C-level writes to stderr (LiteRT's "INFO: Created TensorFlow Lite XNNPACK
     delegate" line, printed when the interpreter allocates its tensors)."""
     try:
@@ -218,7 +218,7 @@ class BlazeFace:
                                     f"interpreter: {INSTALL}; or choose the haar detector "
                                     "(acquire.detector=haar, predict --detector haar)") from None
             model = _checked(self.model or model_path())
-            with _quiet_stderr():
+            with quiet_stderr():
                 it = Interpreter(model_path=str(model), num_threads=self.threads)
                 it.allocate_tensors()
             out = {tuple(d["shape"])[-1]: d["index"] for d in it.get_output_details()}

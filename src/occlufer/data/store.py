@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from occlufer.errors import OccluferError, first_line
+from occlufer.hashing import file_sha256
 
 IMAGES = "images.npy"
 MASKS = "masks.npy"
@@ -78,15 +79,10 @@ def write_store(folder: str | Path, store: Store) -> Path:
     return folder
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def write_checksums(folder: Path) -> Path:
     """Record size and sha256 of the store's files in ``folder/checksums.json`` (written last,
     so a store whose writing was cut short fails :func:`read_store`'s checks)."""
-    files = {name: {"bytes": (folder / name).stat().st_size, "sha256": _sha256(folder / name)}
+    files = {name: {"bytes": (folder / name).stat().st_size, "sha256": file_sha256(folder / name)}
              for name in (IMAGES, MASKS, MANIFEST) if (folder / name).is_file()}
     path = folder / CHECKSUMS
     path.write_text(json.dumps({"files": files}, indent=2, sort_keys=True) + "\n",

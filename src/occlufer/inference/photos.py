@@ -91,6 +91,21 @@ class Analysed:
 NO_DETAILS: dict[str, Any] = {"score": None, "keypoints": None, "transform": None}
 
 
+def centre_face(gray: np.ndarray, size: int, h: int, w: int) -> Analysed:
+    """Without detection: the centred square of an ``h``×``w`` picture is the face."""
+    side = min(h, w)
+    box = ((w - side) // 2, (h - side) // 2, side, side)
+    return Analysed(center_square(gray, size)[None], [box],
+                    transforms=[face_detection.crop_transform(box, 0.0, size)])
+
+
+def rejected(exc: Reject, size: int) -> Analysed:
+    """A picture without a usable face: ``no_face`` (no message) or ``error`` (the reason)."""
+    no_face = str(exc).split(":", 1)[0] == "no_face"
+    return Analysed(np.zeros((0, size, size), np.uint8), [], NO_FACE if no_face else ERROR,
+                    "" if no_face else str(exc))
+
+
 def analyse(data: bytes, search: FaceSearch) -> Analysed:
     """File bytes → face crops; never raises for bad input (the status says what happened)."""
     size = search.size
@@ -108,16 +123,11 @@ def analyse(data: bytes, search: FaceSearch) -> Analysed:
                             transforms=[c.transform * to_file for c in found])
         gray, scale = load_gray_scaled(data, draft_side=size)
         h, w = (int(round(v * scale)) for v in gray.shape)  # the file's upright size
-        side = min(h, w)
-        box = ((w - side) // 2, (h - side) // 2, side, side)
-        return Analysed(center_square(gray, size)[None], [box],
-                        transforms=[face_detection.crop_transform(box, 0.0, size)])
+        return centre_face(gray, size, h, w)
     except OccluferError:  # the detector cannot run (not installed): stop with one line
         raise
     except Reject as exc:
-        code = str(exc).split(":", 1)[0]
-        return Analysed(empty, [], NO_FACE if code == "no_face" else ERROR,
-                        "" if code == "no_face" else str(exc))
+        return rejected(exc, size)
     except Exception as exc:  # noqa: BLE001 - one bad file must not stop the run
         return Analysed(empty, [], ERROR, f"failed: {type(exc).__name__}: {exc}"[:300])
 
@@ -221,16 +231,22 @@ class Summary:
 
 
 class RowWriter:
-    """CSV (flat: box x, y, w, h and one column per class) or JSON lines (nested)."""
+    """CSV (flat: box x, y, w, h and one column per class) or JSON lines (nested).
 
-    def __init__(self, stream: IO[str], fmt: str, classes: Sequence[str]) -> None:
+    ``extra``: more CSV columns after ``path``, taken from the rows' keys of those names
+    (empty where a row lacks one): the video columns (frame, time_s, track), so that a run
+    over photos and videos is one table."""
+
+    def __init__(self, stream: IO[str], fmt: str, classes: Sequence[str],
+                 extra: Sequence[str] = ()) -> None:
         self.stream, self.fmt, self.classes = stream, fmt, list(classes)
+        self.extra = list(extra)
         self.csv: Any = None
         if fmt == "csv":
             self.csv = csv.writer(stream, lineterminator="\n")
             points = [f"{n}_{a}" for n in KEYPOINTS for a in "xy"]
-            self.csv.writerow(["path", "face", "x", "y", "w", "h", "label", "confidence",
-                               "status", "error", "score", *points, "transform",
+            self.csv.writerow(["path", *self.extra, "face", "x", "y", "w", "h", "label",
+                               "confidence", "status", "error", "score", *points, "transform",
                                *self.classes])
 
     def write(self, row: dict[str, Any]) -> None:
@@ -241,7 +257,8 @@ class RowWriter:
         probs = row["probabilities"] or {}
         conf = row["confidence"]
         score, points, m = row.get("score"), row.get("keypoints") or {}, row.get("transform")
-        self.csv.writerow([row["path"], "" if row["face"] is None else row["face"], *box,
+        extra = ("" if row.get(c) is None else row[c] for c in self.extra)
+        self.csv.writerow([row["path"], *extra, "" if row["face"] is None else row["face"], *box,
                            row["label"] or "", "" if conf is None else f"{conf:.6f}",
                            row["status"], row["error"], "" if score is None else score,
                            *(points[n][i] if n in points else "" for n in KEYPOINTS

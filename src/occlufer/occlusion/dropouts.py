@@ -9,14 +9,20 @@ exactly the dropped pixels. How the ratio is met:
   ``r`` of each unit's area; partial units at the border make it approximate.
 - ``coarse_dropout`` (``A.CoarseDropout``): 2-6 square-ish holes sized so that their summed area
   is ``r``; overlaps make the realised fraction lower (approximate).
+
+They have no level field: albumentations paints each image and reports its own mask. Their
+style is the image's fill (``texture`` becomes ``gray``: albumentations has no texture fill).
 """
 
 from __future__ import annotations
 
 import math
 import os
+from functools import partial
 
 import numpy as np
+
+from occlufer.occlusion.occluder import Canvas, Occluder
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -54,3 +60,19 @@ def dropout(kind: str, rng: np.random.Generator, image: np.ndarray, ratio: float
     t.set_random_seed(int(rng.integers(2**31 - 1)))
     out = t(image=image, mask=np.zeros((h, w), dtype=np.uint8))
     return np.asarray(out["image"], dtype=np.uint8).reshape(h, w), out["mask"].astype(bool)
+
+
+def paint(kind: str, c: Canvas) -> tuple[np.ndarray, np.ndarray]:
+    """(images, masks): each image of ``c`` through :func:`dropout` with its own generator."""
+    out, masks = np.empty_like(c.images), np.empty(c.images.shape, dtype=bool)
+    for i, (fill, rng) in enumerate(zip(c.fills, c.rngs, strict=True)):
+        fill = fill if fill != "texture" else "gray"  # albumentations has no texture fill
+        out[i], masks[i] = dropout(kind, rng, c.images[i], c.ratios[i], fill)
+    return out, masks
+
+
+#: the albumentations dropouts, in the order previews show them (see :mod:`.registry`)
+OCCLUDERS: tuple[Occluder, ...] = tuple(
+    Occluder(kind, ("gray", "noise"), ratio, None, partial(paint, kind))
+    for kind, ratio in (("coarse_dropout", "approximate"), ("grid_dropout", "approximate"),
+                        ("erasing", "close")))

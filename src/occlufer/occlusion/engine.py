@@ -7,6 +7,7 @@ processing order. Images of one type are then rendered together (vectorised nump
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 import os
 from collections.abc import Sequence
@@ -15,11 +16,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from occlufer.errors import ignore_interrupt
-from occlufer.occlusion import TYPES, dropouts, shapes
+from occlufer.occlusion import shapes
+from occlufer.occlusion.occluder import FILLS, Canvas, Occluder
+from occlufer.occlusion.registry import OCCLUDERS, TYPES
 from occlufer.occlusion.shapes import Landmarks
 from occlufer.rng import item_rng
 
-FILLS = ("gray", "noise", "texture")
 _CHUNK_PIXELS = 96 * 48 * 48  # pixels rendered together: float32 temporaries stay in cache
 _PARALLEL_MIN = 8000  # below this many images one process is faster than starting workers
 
@@ -36,7 +38,7 @@ class OcclusionSpec:
     landmarks: Landmarks = field(default_factory=Landmarks)
 
     def __post_init__(self) -> None:
-        unknown = set(self.types) - set(TYPES)
+        unknown = set(self.types) - set(OCCLUDERS)
         if unknown or not self.types or len(self.types) != len(self.weights):
             raise ValueError(f"bad occluder types {self.types} / weights {self.weights}")
         if set(self.fills) - set(FILLS) or not self.fills:
@@ -107,93 +109,20 @@ def _draws(rngs: Sequence[np.random.Generator], spec: OcclusionSpec) -> _Draws:
                   [spec.fills[i] for i in fill], head[:, 3:])
 
 
-def _texture(pool: np.ndarray | None, own: int, order: np.ndarray | None, image: np.ndarray,
-             u: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A patch of *another* face of the pool, shifted by a random offset.
-
-    The face is picked by rank ``j != own`` in ``order`` (pool positions sorted by image id,
-    when given), so the choice does not depend on the order of the store.
-    """
-    h, w = image.shape
-    if pool is None or len(pool) < 2:
-        return rng.integers(0, 256, size=(h, w), dtype=np.uint8)
-    n = len(pool)
-    j = int(u[30] * (n - 1))
-    if 0 <= own <= j:
-        j += 1
-    j = min(j, n - 1)
-    pos = int(order[j]) if order is not None else j
-    dy, dx = int((u[31] - 0.5) * h * 0.6), int((u[32] - 0.5) * w * 0.6)
-    return np.roll(np.asarray(pool[pos]), (dy, dx), axis=(0, 1))
-
-
-def _fill_paint(draws: _Draws, rngs: list[np.random.Generator], images: np.ndarray,
-                pool: np.ndarray | None, own: np.ndarray, order: np.ndarray | None,
-                ) -> np.ndarray:
-    """Per-image paint for the plain fills: gray level, uniform noise, texture from a face."""
-    out = np.empty(images.shape, dtype=np.float64)
-    for i, (fill, rng) in enumerate(zip(draws.fills, rngs, strict=True)):
-        if fill == "gray":
-            out[i] = int(draws.u[i, 29] * 256)
-        elif fill == "noise":
-            out[i] = rng.integers(0, 256, size=images.shape[1:], dtype=np.uint8)
-        else:
-            out[i] = _texture(pool, int(own[i]), order, images[i], draws.u[i], rng)
-    return out
-
-
-def _render(kind: str, images: np.ndarray, draws: _Draws, rngs: list[np.random.Generator],
-            spec: OcclusionSpec, pool: np.ndarray | None, own: np.ndarray,
-            order: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    b, h, w = images.shape
-    if kind in ("coarse_dropout", "grid_dropout", "erasing"):
-        out, masks, styles = np.empty_like(images), np.empty(images.shape, dtype=bool), []
-        for i, (fill, rng) in enumerate(zip(draws.fills, rngs, strict=True)):
-            fill = fill if fill != "texture" else "gray"  # albumentations has no texture fill
-            out[i], masks[i] = dropouts.dropout(kind, rng, images[i], draws.ratios[i], fill)
-            styles.append(fill)
+def _render(occluder: Occluder, c: Canvas, landmarks: Landmarks,
+            ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(images, masks, styles) of one chunk: level field, exact masks, then the painter."""
+    styles = occluder.style_names(c)
+    if occluder.level_field is None:  # it paints and masks by itself (the dropouts)
+        out, masks = occluder.paint(c)
         return out, masks, styles
-    u, ratios = draws.u, draws.ratios
-    x, y = shapes.grid(h, w)
-    pts = shapes.landmarks(spec.landmarks, u)
-    if kind == "block":
-        f = shapes.block_field(u, pts, x, y, spec.aspect)
-    elif kind == "sunglasses":
-        f, is_lens, flag = shapes.sunglasses_field(u, pts, x, y)
-        styles = np.where(flag, "shades", "band").tolist()
-    elif kind == "mask":
-        f, top, flag = shapes.mask_field(u, pts, x, y)
-        styles = np.where(flag, "surgical", "scarf").tolist()
-    elif kind == "hand":
-        f = shapes.hand_field(u, pts, x, y)
-    elif kind == "hair":
-        f, flag = shapes.hair_field(u, pts, x, y)
-        styles = np.where(flag, "hair", "hat").tolist()
-    elif kind == "polygon":
-        f = shapes.polygon_field(u, pts, x, y)
-    elif kind == "strokes":
-        f = shapes.strokes_field(u, pts, x, y)
-    else:
-        raise ValueError(f"unknown occluder {kind!r}")
-    masks, thr = shapes.threshold(f, ratios)
-    if kind in ("block", "polygon"):
-        paint = _fill_paint(draws, rngs, images, pool, own, order)
-        styles = list(draws.fills)
-    elif kind == "sunglasses":
-        paint = shapes.sunglasses_paint(u, f, thr, is_lens, flag, x, y, pts, h, w)
-    elif kind == "mask":
-        paint = shapes.mask_paint(u, f, thr, top, flag, x, y, pts, h, w)
-    elif kind == "hand":
-        paint, skin = shapes.hand_paint(u, f, thr, images, pts, h, w)
-        styles = np.where(skin, "skin", "glove").tolist()
-    elif kind == "hair":
-        paint = shapes.hair_paint(u, f, thr, flag, h, w)
-    else:  # strokes: one marker colour per image, light grain
-        tone = np.where(u[:, 24] < 0.6, u[:, 25] * 60, 150 + u[:, 25] * 105)
-        paint = tone[:, None, None] + 6 * (y - 0.5)
-        styles = ["marker"] * b
+    x, y = shapes.grid(*c.size)
+    c = dataclasses.replace(c, pts=shapes.landmarks(landmarks, c.u), x=x, y=y)
+    field = occluder.level_field(c)
+    masks, thr = shapes.threshold(field.f, c.ratios)
+    paint = occluder.paint(dataclasses.replace(c, field=field, thr=thr))
     paint = np.clip(np.rint(paint), 0, 255).astype(np.uint8)
-    return np.where(masks, paint, images), masks, styles
+    return np.where(masks, paint, c.images), masks, styles
 
 
 def occlude_batch(images: np.ndarray, rngs: Sequence[np.random.Generator], spec: OcclusionSpec,
@@ -217,13 +146,17 @@ def occlude_batch(images: np.ndarray, rngs: Sequence[np.random.Generator], spec:
     kinds = draws.kinds
     chunk = max(4, _CHUNK_PIXELS // max(1, images.shape[1] * images.shape[2]))
     for kind in dict.fromkeys(kinds):
+        occluder = OCCLUDERS[kind]
         rows = np.flatnonzero(kinds == kind)
-        if kind in shapes.STYLES:  # one style per chunk (stable, so the order is kept)
-            rows = rows[np.argsort(~shapes.first_style(kind, draws.u[rows]), kind="stable")]
+        if occluder.style_cut is not None:  # one style per chunk (stable: the order is kept)
+            rows = rows[np.argsort(~occluder.first_style(draws.u[rows]), kind="stable")]
         for start in range(0, len(rows), chunk):
             part = rows[start:start + chunk]
-            o, m, s = _render(kind, images[part], draws.take(part),
-                              [rngs[i] for i in part], spec, pool, own[part], pool_order)
+            d = draws.take(part)
+            canvas = Canvas(images[part], d.u, d.ratios, d.fills, [rngs[i] for i in part],
+                            occluder.first_style(d.u), spec.aspect, pool, own[part],
+                            pool_order)
+            o, m, s = _render(occluder, canvas, spec.landmarks)
             out[part], masks[part] = o, m
             for i, style in zip(part, s, strict=True):
                 styles[i] = style

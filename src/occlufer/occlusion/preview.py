@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from occlufer.occlusion import TYPES
 from occlufer.occlusion.engine import OcclusionSpec, occlude_batch
+from occlufer.occlusion.registry import TYPES
 from occlufer.rng import item_rng
 from occlufer.viz import image_grid
 

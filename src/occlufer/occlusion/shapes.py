@@ -1,9 +1,11 @@
-"""Level fields and paint for the geometric occluders, vectorised over a batch of one type.
+"""The geometric occluders: level fields and painters, vectorised over a chunk of one type.
 
-Every function takes ``u`` (B×K uniforms, one row per image, drawn from the image's own
-generator) and the per-image landmarks, and returns a field ``f`` (B×H×W, low = covered first).
-:func:`threshold` turns fields into masks of exactly ``round(ratio·H·W)`` pixels; the painters
-then colour the covered pixels, using ``f`` relative to the threshold for edges and shading.
+Every level field takes a :class:`~occlufer.occlusion.occluder.Canvas` (``c.u``: B×K uniforms,
+one row per image, drawn from the image's own generator; ``c.pts``: the per-image landmarks)
+and returns a field ``f`` (B×H×W, low = covered first). :func:`threshold` turns fields into
+masks of exactly ``round(ratio·H·W)`` pixels; the painters then colour the covered pixels, using
+``f`` relative to the threshold ``c.thr`` for edges and shading. :data:`OCCLUDERS` (at the end)
+declares each occluder with its styles.
 
 Columns of ``u``: 0-2 landmark jitter (see :func:`landmarks`), 3.. type-specific.
 """
@@ -18,6 +20,7 @@ from functools import lru_cache
 import numpy as np
 
 from occlufer.occlusion import textures
+from occlufer.occlusion.occluder import FILLS, Canvas, Field, Occluder
 
 BIG = 1e6  # "never covered first" (finite, so ranks stay well defined)
 N_UNIFORMS = 40
@@ -108,19 +111,6 @@ def _c(x: np.ndarray) -> np.ndarray:
     return (x if x.dtype == bool else x.astype(np.float32))[:, None, None]
 
 
-#: each occluder's two styles: kind -> (column of ``u``, cut); ``u[:, column] < cut`` picks the
-#: first style (shades, surgical, skin, hair) over the second (band, scarf, glove, hat). The
-#: engine renders chunks of one style, so a painter computes only the style it draws.
-STYLES: dict[str, tuple[int, float]] = {"sunglasses": (3, 0.75), "mask": (3, 0.6),
-                                        "hand": (12, 0.75), "hair": (3, 0.65)}
-
-
-def first_style(kind: str, u: np.ndarray) -> np.ndarray:
-    """Per image, whether ``kind`` (a key of :data:`STYLES`) draws its first style."""
-    column, cut = STYLES[kind]
-    return u[:, column] < cut
-
-
 def _pick(flag: np.ndarray, first: Callable[[], np.ndarray],
           second: Callable[[], np.ndarray]) -> np.ndarray:
     """``where(flag, first(), second())`` per image, computing only the branches in use.
@@ -154,23 +144,22 @@ def _gauge(x: np.ndarray, y: np.ndarray, profiles: np.ndarray) -> np.ndarray:
 
 # --- block -------------------------------------------------------------------------------------
 
-def block_field(u: np.ndarray, pts: Points, x: np.ndarray, y: np.ndarray,
-                aspect: tuple[float, float]) -> np.ndarray:
+def block_field(c: Canvas) -> Field:
     """A rectangle of log-uniform aspect (width/height) grown about a random centre."""
+    u, x, y, aspect = c.u, c.x, c.y, c.aspect
     cx, cy = _c(_lerp(0.15, 0.85, u[:, 3])), _c(_lerp(0.15, 0.85, u[:, 4]))
     a = _c(np.exp(_lerp(math.log(aspect[0]), math.log(aspect[1]), u[:, 5])))
-    return np.maximum(np.abs(x - cx) / np.sqrt(a), np.abs(y - cy) * np.sqrt(a))
+    return Field(np.maximum(np.abs(x - cx) / np.sqrt(a), np.abs(y - cy) * np.sqrt(a)))
 
 
 # --- sunglasses / eye band ---------------------------------------------------------------------
 
-def sunglasses_field(u: np.ndarray, pts: Points, x: np.ndarray, y: np.ndarray,
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def sunglasses_field(c: Canvas) -> Field:
     """Two superellipse lenses on the eyes with a bridge and temples (u3 < 0.75), else a band.
 
-    Returns the field, which pixels belong to a lens (vs. frame parts) and the style flag.
+    The field's ``extra``: which pixels belong to a lens (vs. frame parts).
     """
-    shades = first_style("sunglasses", u)
+    u, pts, x, y, shades = c.u, c.pts, c.x, c.y, c.first
     xm = (pts.lex + pts.rex) / 2
     half = (pts.rex - pts.lex) / 2
     tilt = _c((u[:, 4] - 0.5) * 0.12)
@@ -187,13 +176,14 @@ def sunglasses_field(u: np.ndarray, pts: Points, x: np.ndarray, y: np.ndarray,
     # eye band: a slightly tilted strip with a gentle wave at its edges
     wave = 0.008 * np.sin(2 * np.pi * (x * _c(_lerp(1.0, 2.5, u[:, 8])) + _c(u[:, 9])))
     band = np.abs(dy) + wave
-    f = np.where(_c(shades), glasses, band)
-    return f, (lens <= glasses) & _c(shades), shades
+    return Field(np.where(_c(shades), glasses, band), (lens <= glasses) & _c(shades))
 
 
-def sunglasses_paint(u: np.ndarray, f: np.ndarray, thr: np.ndarray, is_lens: np.ndarray,
-                     shades: np.ndarray, x: np.ndarray, y: np.ndarray, pts: Points,
-                     h: int, w: int) -> np.ndarray:
+def sunglasses_paint(c: Canvas) -> np.ndarray:
+    """Tinted lenses with a glare streak in a frame, or a fabric band."""
+    u, f, thr, is_lens, x, y, pts = c.u, c.field.f, c.thr, c.field.extra, c.x, c.y, c.pts
+    h, w = c.size
+
     def glasses() -> np.ndarray:
         rel = f / _c(np.maximum(thr, 1e-9))  # 0 at the centre, 1 at the edge
         tint = _c(_lerp(12, 70, u[:, 10] ** 1.5))
@@ -210,18 +200,17 @@ def sunglasses_paint(u: np.ndarray, f: np.ndarray, thr: np.ndarray, is_lens: np.
         return tone + 10 * np.stack([textures.tile("fabric", h, w, *u[i, 18:21])
                                      for i in range(len(u))])
 
-    return _pick(shades, glasses, band)
+    return _pick(c.first, glasses, band)
 
 
 # --- mask / scarf ------------------------------------------------------------------------------
 
-def mask_field(u: np.ndarray, pts: Points, x: np.ndarray, y: np.ndarray,
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def mask_field(c: Canvas) -> Field:
     """Surgical mask (u3 < 0.6): curved top over the nose bridge; scarf: wavy, full width.
 
-    Returns the field, the top edge ``top(x)`` and the style flag (True = surgical).
+    The field's ``extra``: the top edge ``top(x)``.
     """
-    surgical = first_style("mask", u)
+    u, pts, x, y, surgical = c.u, c.pts, c.x, c.y, c.first
     cx = pts.nx + _c((u[:, 4] - 0.5) * 0.04)
     dxn = x - cx
     top_s = (pts.ny + 0.02 + _c(_lerp(0.5, 1.1, u[:, 5])) * dxn**2
@@ -232,13 +221,13 @@ def mask_field(u: np.ndarray, pts: Points, x: np.ndarray, y: np.ndarray,
     top_c = pts.ny + 0.04 + _c((u[:, 9] - 0.5) * 0.12) * dxn + wave
     side_c = 0.4 * (np.abs(dxn) - 0.5)
     top = np.where(_c(surgical), top_s, top_c)
-    f = np.maximum(top - y, np.where(_c(surgical), side_s, side_c))
-    return f, top, surgical
+    return Field(np.maximum(top - y, np.where(_c(surgical), side_s, side_c)), top)
 
 
-def mask_paint(u: np.ndarray, f: np.ndarray, thr: np.ndarray, top: np.ndarray,
-               surgical: np.ndarray, x: np.ndarray, y: np.ndarray, pts: Points,
-               h: int, w: int) -> np.ndarray:
+def mask_paint(c: Canvas) -> np.ndarray:
+    """A shaded, pleated surgical mask, or a knit / striped / fabric scarf."""
+    u, thr, top, x, y, pts = c.u, c.thr, c.field.extra, c.x, c.y, c.pts
+    h, w = c.size
     depth = y - (top - _c(thr))  # distance below the top edge
 
     def surgical_paint() -> np.ndarray:
@@ -258,7 +247,7 @@ def mask_paint(u: np.ndarray, f: np.ndarray, thr: np.ndarray, top: np.ndarray,
         amp = _c(_lerp(12, 35, u[:, 18]))
         return tone_c + amp * tex + np.where(depth < 0.02, -18.0, 0.0)
 
-    return _pick(surgical, surgical_paint, scarf_paint)
+    return _pick(c.first, surgical_paint, scarf_paint)
 
 
 # --- hand --------------------------------------------------------------------------------------
@@ -297,8 +286,9 @@ def hand_profiles() -> np.ndarray:
     return np.stack(out).astype(np.float32)
 
 
-def hand_field(u: np.ndarray, pts: Points, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def hand_field(c: Canvas) -> Field:
     """A hand over the mouth, nose, an eye or a cheek, coming from below or from a side."""
+    u, pts, x, y = c.u, c.pts, c.x, c.y
     where = u[:, 3]
     ax = np.select([where < 0.4, where < 0.55, where < 0.7, where < 0.85],
                    [pts.mx[:, 0, 0], pts.nx[:, 0, 0], pts.lex[:, 0, 0], pts.rex[:, 0, 0]],
@@ -313,14 +303,14 @@ def hand_field(u: np.ndarray, pts: Points, x: np.ndarray, y: np.ndarray) -> np.n
     lx, ly = _rotate(x - cx, y - cy, angle)
     stretch = _c(_lerp(0.85, 1.15, u[:, 10]))
     variant = np.minimum((u[:, 11] * 8).astype(int), 7)
-    return _gauge(lx * stretch, ly / stretch, hand_profiles()[variant])
+    return Field(_gauge(lx * stretch, ly / stretch, hand_profiles()[variant]))
 
 
-def hand_paint(u: np.ndarray, f: np.ndarray, thr: np.ndarray, images: np.ndarray,
-               pts: Points, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+def hand_paint(c: Canvas) -> np.ndarray:
     """Skin (a tone near the face's own cheeks, lit from the centre) or a gloved texture."""
-    rel = f / _c(np.maximum(thr, 1e-9))
-    skin = first_style("hand", u)
+    u, images = c.u, c.images
+    h, w = c.size
+    rel = c.field.f / _c(np.maximum(c.thr, 1e-9))
 
     def skin_paint() -> np.ndarray:
         cheeks = images[:, int(0.55 * h):int(0.7 * h), int(0.2 * w):int(0.8 * w)]
@@ -336,15 +326,14 @@ def hand_paint(u: np.ndarray, f: np.ndarray, thr: np.ndarray, images: np.ndarray
                         for i in range(len(u))])
         return _c(_lerp(20, 230, u[:, 22])) + _c(_lerp(10, 30, u[:, 23])) * tex - 20 * rel**2
 
-    return _pick(skin, skin_paint, glove), skin
+    return _pick(c.first, skin_paint, glove)
 
 
 # --- hair / hat --------------------------------------------------------------------------------
 
-def hair_field(u: np.ndarray, pts: Points, x: np.ndarray, y: np.ndarray,
-               ) -> tuple[np.ndarray, np.ndarray]:
+def hair_field(c: Canvas) -> Field:
     """A fringe with strands and longer sides (u3 < 0.65), else a hat with a brim."""
-    hair = first_style("hair", u)
+    u, pts, x, y, hair = c.u, c.pts, c.x, c.y, c.first
     side = np.abs(2 * (x - pts.nx))
     n = _c(_lerp(5, 11, u[:, 4]))
     scallop = 0.05 * np.abs(np.sin(np.pi * (x * n + _c(u[:, 5])))) ** 0.7
@@ -352,12 +341,14 @@ def hair_field(u: np.ndarray, pts: Points, x: np.ndarray, y: np.ndarray,
     edge_h = (pts.by - 0.04 + _c(_lerp(0.2, 0.6, u[:, 7])) * side**3 + scallop + part)
     edge_t = (pts.by - 0.03 + _c(_lerp(-0.06, 0.06, u[:, 8])) * (x - 0.5)
               + _c(_lerp(0.0, 0.15, u[:, 9])) * (x - 0.5) ** 2)
-    return y - np.where(_c(hair), edge_h, edge_t), hair
+    return Field(y - np.where(_c(hair), edge_h, edge_t))
 
 
-def hair_paint(u: np.ndarray, f: np.ndarray, thr: np.ndarray, hair: np.ndarray,
-               h: int, w: int) -> np.ndarray:
-    depth = _c(thr) - f  # distance above the lower edge
+def hair_paint(c: Canvas) -> np.ndarray:
+    """Strands of one tone, or a fabric hat with a brim."""
+    u = c.u
+    h, w = c.size
+    depth = _c(c.thr) - c.field.f  # distance above the lower edge
 
     def hair_paint() -> np.ndarray:
         dark = u[:, 10] < 0.7
@@ -374,7 +365,7 @@ def hair_paint(u: np.ndarray, f: np.ndarray, thr: np.ndarray, hair: np.ndarray,
                         0.0)
         return tone_t + 7 * fabric + brim + np.where(depth < 0.012, -25.0, 0.0)
 
-    return _pick(hair, hair_paint, hat_paint)
+    return _pick(c.first, hair_paint, hat_paint)
 
 
 # --- polygon -----------------------------------------------------------------------------------
@@ -407,20 +398,22 @@ def polygon_profiles(count: int = 512) -> np.ndarray:
     return np.where(np.isfinite(profiles), profiles, 0.45).astype(np.float32)
 
 
-def polygon_field(u: np.ndarray, pts: Points, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def polygon_field(c: Canvas) -> Field:
     """A random star-shaped polygon (3-8 vertices, from a bank) about a random centre."""
+    u, x, y = c.u, c.x, c.y
     bank = polygon_profiles()
     profiles = bank[np.minimum((u[:, 3] * len(bank)).astype(int), len(bank) - 1)]
     stretch = _c(_lerp(0.7, 1.4, u[:, 4]))
     cx, cy = _c(_lerp(0.2, 0.8, u[:, 20])), _c(_lerp(0.2, 0.8, u[:, 21]))
     lx, ly = _rotate(x - cx, y - cy, _c(u[:, 22] * 2 * np.pi))
-    return _gauge(lx * stretch, ly / stretch, profiles)
+    return Field(_gauge(lx * stretch, ly / stretch, profiles))
 
 
 # --- strokes -----------------------------------------------------------------------------------
 
-def strokes_field(u: np.ndarray, pts: Points, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def strokes_field(c: Canvas) -> Field:
     """One to three thick quadratic strokes across the face (distance to their centre lines)."""
+    u, x, y = c.u, c.x, c.y
     b = len(u)
     f = np.full((b, *x.shape[1:]), BIG, dtype=np.float32)
     n = 2 + (u[:, 3] < 0.5).astype(int)
@@ -441,4 +434,59 @@ def strokes_field(u: np.ndarray, pts: Points, x: np.ndarray, y: np.ndarray) -> n
             t = np.clip((px * dx + py * dy) * inv, 0, 1)
             d2 = np.square(px - t * dx) + np.square(py - t * dy)  # squared: same ranks
             f = np.where(active, np.minimum(f, d2), f)
-    return f
+    return Field(f)
+
+
+def strokes_paint(c: Canvas) -> np.ndarray:
+    """One marker colour per image, light grain."""
+    u = c.u
+    tone = np.where(u[:, 24] < 0.6, u[:, 25] * 60, 150 + u[:, 25] * 105)
+    return tone[:, None, None] + 6 * (c.y - 0.5)
+
+
+# --- plain fills (block, polygon) --------------------------------------------------------------
+
+def _texture(c: Canvas, i: int) -> np.ndarray:
+    """A patch of *another* face of the pool, shifted by a random offset.
+
+    The face is picked by rank ``j != own`` in ``c.order`` (pool positions sorted by image id,
+    when given), so the choice does not depend on the order of the store.
+    """
+    h, w = c.size
+    pool, own, order, u = c.pool, int(c.own[i]), c.order, c.u[i]
+    if pool is None or len(pool) < 2:
+        return c.rngs[i].integers(0, 256, size=(h, w), dtype=np.uint8)
+    n = len(pool)
+    j = int(u[30] * (n - 1))
+    if 0 <= own <= j:
+        j += 1
+    j = min(j, n - 1)
+    pos = int(order[j]) if order is not None else j
+    dy, dx = int((u[31] - 0.5) * h * 0.6), int((u[32] - 0.5) * w * 0.6)
+    return np.roll(np.asarray(pool[pos]), (dy, dx), axis=(0, 1))
+
+
+def fill_paint(c: Canvas) -> np.ndarray:
+    """Per-image paint for the plain fills: gray level, uniform noise, texture from a face."""
+    out = np.empty(c.images.shape, dtype=np.float64)
+    for i, (fill, rng) in enumerate(zip(c.fills, c.rngs, strict=True)):
+        if fill == "gray":
+            out[i] = int(c.u[i, 29] * 256)
+        elif fill == "noise":
+            out[i] = rng.integers(0, 256, size=c.images.shape[1:], dtype=np.uint8)
+        else:
+            out[i] = _texture(c, i)
+    return out
+
+
+#: the geometric occluders, in the order previews show them (see :mod:`.registry`)
+OCCLUDERS: tuple[Occluder, ...] = (
+    Occluder("block", FILLS, "exact", block_field, fill_paint),
+    Occluder("sunglasses", ("shades", "band"), "exact", sunglasses_field, sunglasses_paint,
+             style_cut=(3, 0.75)),
+    Occluder("mask", ("surgical", "scarf"), "exact", mask_field, mask_paint, style_cut=(3, 0.6)),
+    Occluder("hand", ("skin", "glove"), "exact", hand_field, hand_paint, style_cut=(12, 0.75)),
+    Occluder("hair", ("hair", "hat"), "exact", hair_field, hair_paint, style_cut=(3, 0.65)),
+    Occluder("polygon", FILLS, "exact", polygon_field, fill_paint),
+    Occluder("strokes", ("marker",), "exact", strokes_field, strokes_paint),
+)

@@ -54,9 +54,10 @@ def acquire(params: Params, out: Path = OUT) -> dict[str, int]:
     write_json(out / "summary.json", {
         **counts, "faces": len(got.manifest), "rejected_by_reason": dict(sorted(reasons.items())),
         "per_class": per_class(got.manifest), "per_split": per_split(got.manifest),
-        "notes": got.notes, "seconds": round(time.perf_counter() - start, 2)})
+        "notes": got.notes})  # no timing: a DVC output is the same in every execution
     print(f"acquire: read {got.read}, kept {got.kept}, rejected {len(got.rejects)} -> {out}"
-          + (f" ({len(got.manifest)} faces)" if len(got.manifest) != got.kept else ""))
+          + (f" ({len(got.manifest)} faces)" if len(got.manifest) != got.kept else "")
+          + f" in {time.perf_counter() - start:.1f} s")
     if reasons:
         print("  rejected: " + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
               + f" (details in {out / 'rejects.csv'})")

@@ -1,7 +1,11 @@
 """S400 train: fit ``model.name`` on ``data/split/train``, track it in MLflow, write ``models/``.
 
 Outputs: ``model.pt`` (the best epoch's weights by ``train.monitor`` + classes, size,
-architecture), ``history.csv`` (one row per epoch, DVC plots) and ``mlflow_run.json``.
+architecture) and ``history.csv`` (one row per epoch, DVC plots): byte-identical between
+executions of the same params and data on one machine. What varies per execution (epoch
+seconds, img/s, the total ``train/seconds``, host and hardware) goes to the MLflow run and the
+console only. The run is tagged with the sha256 of ``model.pt``
+(:data:`occlufer.tracking.MODEL_TAG`): validate finds it by the model's content.
 
 Resume: after every epoch the full training state goes to ``checkpoints/train.pt`` (beside
 ``models/``, not a DVC output, git-ignored). If the stage is killed, the next ``dvc repro`` finds
@@ -52,6 +56,8 @@ from occlufer.training.init import init_model
 
 SRC = Path("data/split")
 OUT = Path("models")
+#: per-epoch metrics that vary per execution: logged to MLflow, left out of ``history.csv``
+TIMING_METRICS = ("train/img_per_s", "train/epoch_seconds")
 #: keys of ``train`` that do not change the result (left out of the checkpoint fingerprint)
 _NOT_RESULT = ("workers", "num_threads", "mlflow_experiment", "log_model",
                "registered_model_name", "registered_model_alias", "rdzv_endpoint")
@@ -159,7 +165,7 @@ def train(params: Params, src: Path = SRC, out: Path = OUT) -> list[EpochStats]:
               else contextlib.nullcontext())
     with run_cm as run:
         if lead:
-            tracking.write_run_ref(run, out)
+            tracking.set_tags(tracking.execution_tags())
 
         def on_epoch(stats: EpochStats, st: TrainState) -> None:
             if not lead:
@@ -186,21 +192,30 @@ def train(params: Params, src: Path = SRC, out: Path = OUT) -> list[EpochStats]:
                    image_size=image_size, dropout=params.model.dropout, arch=arch,
                    tta_flip=cfg.tta_flip, tta_shift=cfg.tta_shift,
                    epoch=result.best_epoch)
-        pd.DataFrame([{"epoch": h.epoch, **h.metrics()} for h in result.history]).to_csv(
-            out / "history.csv", index=False)
+        history_frame(result.history).to_csv(out / "history.csv", index=False)
+        tracking.tag_model(out / "model.pt")  # validate finds this run by the model's bytes
         best = next(h for h in result.history if h.epoch == result.best_epoch)
+        seconds = sum(h.seconds for h in result.history)  # a resumed run's earlier epochs too
         tracking.log_metrics({"best/epoch": best.epoch, "best/val/acc": best.val_acc,
                               "best/val_occluded/acc": best.val_occluded_acc,
-                              "best/val_mixed/acc": best.val_mixed_acc})
+                              "best/val_mixed/acc": best.val_mixed_acc,
+                              "train/seconds": seconds})
         if cfg.log_model:  # the pyfunc model: preprocessing + classes, servable by MLflow
             tracking.log_pyfunc_model(out / "model.pt", cfg.registered_model_name,
                                       cfg.registered_model_alias)
         ckpt.unlink(missing_ok=True)
-        print(f"train: done, best epoch {best.epoch} ({cfg.monitor} {result.best_score:.4f}), "
-              f"MLflow run {run.info.run_id} -> {out}")
+        print(f"train: done in {seconds:.1f} s, best epoch {best.epoch} ({cfg.monitor} "
+              f"{result.best_score:.4f}), MLflow run {run.info.run_id} -> {out}")
     if ddp:
         dist.teardown()
     return result.history
+
+
+def history_frame(history: list[EpochStats]) -> pd.DataFrame:
+    """``history.csv``: one row per epoch, every metric but the timings (:data:`TIMING_METRICS`,
+    which differ between executions and stay in MLflow), so that the file is reproducible."""
+    return pd.DataFrame([{"epoch": h.epoch, **{k: v for k, v in h.metrics().items()
+                                               if k not in TIMING_METRICS}} for h in history])
 
 
 def _log_inputs(src: Path) -> None:

@@ -5,7 +5,9 @@ Writes ``reports/validate/`` with :func:`occlufer.evaluation.evaluate.evaluate` 
 ``detail.json`` (every other metric: a DVC output, not a metric; see
 :mod:`occlufer.evaluation.headline`), ``report.md``, per-row predictions, robustness and
 reliability tables (DVC plots) and PNG plots — and logs the headline metrics, the whole folder
-and a run description with the headline to the MLflow run that ``train`` opened.
+and a run description with the headline to the MLflow run that ``train`` opened, found by the
+sha256 of ``models/model.pt`` (:func:`occlufer.tracking.find_model_run`: no run id is kept in
+the DVC outputs, which stay byte-identical between executions).
 
 When ``data/split/test`` has rows (the held-out test split: train never reads it), the model is
 scored on it too, the same way, into ``reports/validate/test/``; its metrics join the val ones
@@ -72,9 +74,10 @@ def validate(params: Params, data: Path = DATA, models: Path = MODELS,
     """Evaluate and write the report folder; returns the metrics.
 
     ``test`` (default: ``test`` beside ``data``) is scored too when it is a store with rows.
-    The MLflow run it logs into is checked first (:func:`~occlufer.tracking.check_run`).
+    The MLflow run it logs into (the one that logged ``models/model.pt``) is checked first
+    (:func:`~occlufer.tracking.check_run`).
     """
-    tracking.check_run(models / tracking.RUN_FILE)  # before evaluating, not after
+    tracking.check_run(models / "model.pt")  # before evaluating, not after
     store = read_store(data)
     model, meta = load_model(models / "model.pt")
     spec = OcclusionSpec.from_cfg(params.occlusion)
@@ -95,7 +98,7 @@ def validate(params: Params, data: Path = DATA, models: Path = MODELS,
     # (the selected model's) are the run's latest values, the ones MLflow shows as columns
     history = models / "history.csv"
     step = int(pd.read_csv(history)["epoch"].max()) + 1 if history.is_file() else None
-    with tracking.resume_run(models / tracking.RUN_FILE):
+    with tracking.resume_run(models / "model.pt"):
         tracking.log_metrics(split_metrics(metrics)[0], step=step)  # the headline; detail.json
         tracking.log_artifacts(out, "validate")                     # is in the artifacts
         tracking.set_description(tracking.describe(

@@ -21,7 +21,6 @@ This module imports neither PyTorch nor MLflow: ``occlufer zoo list`` stays fast
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from occlufer.errors import OccluferError
+from occlufer.hashing import file_sha256
 
 #: the entry used when no model is named and none was trained here
 DEFAULT = "fer2013"
@@ -60,12 +60,7 @@ def names(folder: Path | None = None) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+sha256 = file_sha256  # the name the zoo code and its tests use
 
 
 def _fix(name: str, what: Path) -> str:

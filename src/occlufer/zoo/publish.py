@@ -1,9 +1,12 @@
 """``occlufer zoo publish``: a zoo entry built from a finished pipeline run, card included.
 
-Everything on the card is read from the run's files, nothing is typed in: ``models/model.pt``
-(+ ``history.csv``, ``mlflow_run.json``), ``reports/validate/metrics.json`` (the headline) with
-``detail.json`` beside it (the other metrics, when there; see :func:`read_report`), ``params.yaml``,
-``dvc.lock``, ``git`` and the machine (:func:`hardware`). The weights are stored in fp16 when
+Everything on the card is read from the run, nothing is typed in: ``models/model.pt``
+(+ ``history.csv``), ``reports/validate/metrics.json`` (the headline) with ``detail.json`` beside
+it (the other metrics, when there; see :func:`read_report`), ``params.yaml``, ``dvc.lock``,
+``git``, and the MLflow run that logged that ``model.pt`` (found by its sha256,
+:func:`occlufer.tracking.find_model_run`: its id, training time and hardware, which the DVC
+outputs do not hold; the machine that publishes stands in for the hardware when no run is
+found, :func:`hardware`). The weights are stored in fp16 when
 the fp16 copy keeps parity with fp32 on a batch of the run's own faces (:func:`fp16_parity`),
 else in fp32; either way :func:`occlufer.models.load_model` reads the file.
 """
@@ -25,6 +28,7 @@ from occlufer import __version__
 from occlufer.errors import OccluferError
 from occlufer.hardware import hardware
 from occlufer.recipe import flat_keys
+from occlufer.tracking import HARDWARE_TAG
 from occlufer.zoo import FORMAT, MAX_BYTES, check_name, preprocessing, sha256, zoo_dir
 
 #: fp16 weights are kept when, against fp32, no probability of the parity faces moves by more
@@ -256,9 +260,23 @@ def evaluation(metrics: Mapping[str, float], validate: Mapping[str, Any]) -> dic
     return out
 
 
-def training_time(meta: Mapping[str, Any], history: Path) -> dict[str, Any]:
-    """``train_seconds`` from model.pt when train recorded it, else the sum of the epochs'
-    ``train/epoch_seconds`` in history.csv; ``epochs`` from history.csv."""
+def mlflow_run(model_file: Path, run: Path) -> Any | None:
+    """The MLflow run that logged ``model_file`` (by its sha256), in ``MLFLOW_TRACKING_URI`` or
+    else ``run``'s own ``mlflow.db``; None when there is none or the store cannot be read (the
+    card then says what it fell back to)."""
+    from occlufer import tracking
+
+    try:
+        return tracking.find_model_run(model_file, tracking.tracking_uri(run))
+    except Exception:  # noqa: BLE001 - an unreachable server or broken store: not on the card
+        return None
+
+
+def training_time(meta: Mapping[str, Any], history: Path,
+                  run: Any | None = None) -> dict[str, Any]:
+    """``train_seconds`` from model.pt when train recorded it (older runs), else the MLflow
+    ``run``'s ``train/seconds`` metric, else the sum of the epochs' ``train/epoch_seconds`` in
+    history.csv (older runs); ``epochs`` from history.csv."""
     import pandas as pd
 
     frame = pd.read_csv(history) if history.is_file() else pd.DataFrame()
@@ -266,6 +284,12 @@ def training_time(meta: Mapping[str, Any], history: Path) -> dict[str, Any]:
     if meta.get("train_seconds") is not None:
         return {"seconds": float(meta["train_seconds"]), **out,
                 "source": "model.pt (train_seconds, recorded by train)"}
+    seconds = run.data.metrics.get("train/seconds") if run is not None else None
+    if seconds is not None:
+        return {"seconds": round(float(seconds), 1), **out,
+                "source": f"MLflow run {run.info.run_id} (train/seconds: the sum of the "
+                          "epochs' training and per-epoch validation, not data preparation or "
+                          "the validate stage)"}
     if "train/epoch_seconds" in frame:
         return {"seconds": round(float(frame["train/epoch_seconds"].sum()), 1), **out,
                 "source": f"{history.name} (sum of train/epoch_seconds: training and "
@@ -359,10 +383,16 @@ def publish(name: str, *, run: Path | None = None, models: str = "models",
                             "smaller model (e.g. the fer2013_cpu recipe's)")
 
     history = run / models / "history.csv"
-    run_ref = run / models / "mlflow_run.json"
+    tracked = mlflow_run(pt, run)
     recipe_info = recipe_of(raw, run / conf, recipe)
     evaluated = evaluation(metrics, checked["validate"])
-    hw = meta.get("hardware")
+    hw, hw_source = meta.get("hardware"), "model.pt (recorded by train)"
+    if not hw and tracked is not None and tracked.data.tags.get(HARDWARE_TAG):
+        hw = json.loads(tracked.data.tags[HARDWARE_TAG])
+        hw_source = f"MLflow run {tracked.info.run_id} (tag {HARDWARE_TAG}, recorded by train)"
+    if not hw:
+        hw, hw_source = hardware(), ("the machine that ran `occlufer zoo publish` (taken as the "
+                                     "one that trained)")
     card: dict[str, Any] = {
         "zoo_format": FORMAT,
         "name": name,
@@ -383,17 +413,13 @@ def publish(name: str, *, run: Path | None = None, models: str = "models",
             "git": git,
             "dvc_lock": data_hashes(stages),
             "source_model": {"path": str(Path(models) / "model.pt"), "sha256": sha256(pt)},
-            "mlflow_run_id": (json.loads(run_ref.read_text(encoding="utf-8")).get("run_id")
-                              if run_ref.is_file() else None),
+            "mlflow_run_id": tracked.info.run_id if tracked is not None else None,
             "published": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "occlufer_version": __version__,
             "torch_version": torch.__version__,
         },
-        "training": {**training_time(meta, history),
-                     "hardware": hw if hw else hardware(),
-                     "hardware_source": ("model.pt (recorded by train)" if hw else
-                                         "the machine that ran `occlufer zoo publish` (taken as "
-                                         "the one that trained)")},
+        "training": {**training_time(meta, history, tracked), "hardware": hw,
+                     "hardware_source": hw_source},
         "evaluation": evaluated,
         "occlufer_version": __version__,
     }

@@ -1,0 +1,100 @@
+"""What an occluder is: a name, its styles, how well it meets the ratio, a level field, a painter.
+
+The engine renders a chunk of images of one type as a :class:`Canvas` (the images and each
+image's draws). An occluder with a level field (the geometric ones, :mod:`.shapes`) turns it into
+a :class:`Field`; the engine covers the ``round(ratio·H·W)`` lowest pixels and the painter colours
+them. An occluder without one (the albumentations dropouts, :mod:`.dropouts`) paints the images
+and reports its own masks. :mod:`.registry` lists every occluder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from occlufer.occlusion.shapes import Points
+
+#: the plain fills of ``occlusion.fills``: a solid gray, uniform noise, a patch of another face
+FILLS: tuple[str, ...] = ("gray", "noise", "texture")
+
+
+@dataclass(frozen=True)
+class Field:
+    """A level field ``f`` (B×H×W, low = covered first) and what its painter reads besides."""
+
+    f: np.ndarray
+    extra: np.ndarray | None = None  # e.g. which pixels are lenses, the top edge of a mask
+
+
+@dataclass(frozen=True)
+class Canvas:
+    """A chunk of images of one occluder type with each image's draws.
+
+    All that a level field or a painter reads; the engine adds ``field`` and its thresholds
+    ``thr`` (the masks are ``field.f <= thr``) before painting.
+    """
+
+    images: np.ndarray                   # B×H×W uint8 faces
+    u: np.ndarray                        # B×K uniforms, each row from the image's generator
+    ratios: np.ndarray                   # B target ratios
+    fills: list[str]                     # B plain fills (see FILLS)
+    rngs: list[np.random.Generator]      # the images' generators (noise, albumentations)
+    first: np.ndarray | None             # B bool: draws the first of two styles (else None)
+    aspect: tuple[float, float]          # block width/height range
+    pool: np.ndarray | None              # faces that texture fills cut patches from
+    own: np.ndarray                      # B: each image's rank in ``order`` (-1: not in pool)
+    order: np.ndarray | None             # pool positions in canonical order (None: as stored)
+    pts: Points | None = None            # jittered landmarks (level-field occluders)
+    x: np.ndarray | None = None          # 1×H×W pixel centres, fractions of the side
+    y: np.ndarray | None = None
+    field: Field | None = None
+    thr: np.ndarray | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(H, W)`` of the images."""
+        return self.images.shape[1], self.images.shape[2]
+
+
+@dataclass(frozen=True)
+class Occluder:
+    """One occluder type.
+
+    ``styles`` are what it reports per image (the manifest's ``fill``): with ``style_cut =
+    (column, cut)`` one of two, the first where ``u[:, column] < cut`` (the engine renders
+    chunks of one style and hands the painter ``canvas.first``); otherwise the image's fill
+    when it is one of ``styles``, else the first. ``ratio`` says how the target is met:
+    ``exact`` to half a pixel (every occluder with a level field), ``close`` within 2 points,
+    or ``approximate``. ``level_field(canvas)`` returns a :class:`Field`; ``paint(canvas)``
+    returns the covered pixels' values (B×H×W, rounded and clipped by the engine), or, without
+    a level field, ``(images, masks)`` as uint8 and bool.
+    """
+
+    name: str
+    styles: tuple[str, ...]
+    ratio: Literal["exact", "close", "approximate"]
+    level_field: Callable[[Canvas], Field] | None
+    paint: Callable[[Canvas], Any]
+    style_cut: tuple[int, float] | None = None
+
+    @property
+    def exact_ratio(self) -> bool:
+        """Whether the realised ratio equals the target to half a pixel."""
+        return self.ratio == "exact"
+
+    def first_style(self, u: np.ndarray) -> np.ndarray | None:
+        """Per image (rows of ``u``), whether it draws the first of two styles; None without."""
+        if self.style_cut is None:
+            return None
+        column, cut = self.style_cut
+        return u[:, column] < cut
+
+    def style_names(self, c: Canvas) -> list[str]:
+        """The style each image of ``c`` reports."""
+        if c.first is not None:
+            return np.where(c.first, self.styles[0], self.styles[1]).tolist()
+        return [fill if fill in self.styles else self.styles[0] for fill in c.fills]
