@@ -35,9 +35,17 @@ repro: install
 test: install
 	python -m pytest -m "not slow"
 
-## long tests: a real `mlflow server`, the real dataset (when ../shared/datasets is present)
-test-slow: install
+## long tests: a real `mlflow server`, a DVC remote and MLflow artifacts on a local S3 server
+## (moto), the real dataset (when ../shared/datasets is present)
+test-slow: $(VENV)/.installed-s3
 	python -m pytest -m slow
+
+# the S3 remote (dvc-s3, boto3) and a local S3 server (moto) for tests/test_team_s3.py; not
+# in `make test`, which CI runs
+$(VENV)/.installed-s3: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e '.[dev,s3,s3test]' 2>&1 | { grep -v "^WARNING: Location" || true; }
+	$(BIN)/python -c "import dvc_s3, boto3, moto"
+	touch $@
 
 lint: install
 	ruff check src tests benchmarks

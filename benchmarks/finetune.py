@@ -37,12 +37,13 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 from _common import fer_folder, hardware, mixed_train_arrays  # noqa: E402
 
 from occlufer.config import compose, parse_params  # noqa: E402
+from occlufer.devices import resolve_device  # noqa: E402
 from occlufer.errors import OccluferError  # noqa: E402
+from occlufer.inference.predictor import resolve_model_file  # noqa: E402
 from occlufer.labels import CLASSES  # noqa: E402
 from occlufer.models import build_model, load_model  # noqa: E402
-from occlufer.models.refs import resolve_model_file  # noqa: E402
 from occlufer.occlusion import OcclusionSpec, occlude_images  # noqa: E402
-from occlufer.training import ValArrays, fit, resolve_device  # noqa: E402
+from occlufer.training import ValArrays, fit  # noqa: E402
 from occlufer.training.init import load_init, read_saved, trunk_freezer  # noqa: E402
 from occlufer.training.loop import predict_logits  # noqa: E402
 

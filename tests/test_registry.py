@@ -10,6 +10,7 @@ import pytest
 
 from occlufer import tracking
 from occlufer.cli import main
+from occlufer.inference.pyfunc import log_pyfunc_model
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ def runs(tmp_path: Path, make_params, tracking_store, monkeypatch) -> dict[str, 
     for key, log in (("old", False), ("new", True)):
         with tracking.start_run("register-test", params.to_dict()) as run:
             if log:
-                tracking.log_pyfunc_model(pt)
+                log_pyfunc_model(pt)
         ids[key] = run.info.run_id
     monkeypatch.delenv("DVC_EXP_NAME")
     return ids

@@ -23,8 +23,8 @@ import pytest
 import yaml
 
 from occlufer import tracking
-from occlufer.stages.train import TIMING_METRICS, history_frame
 from occlufer.training import EpochStats
+from occlufer.training.job import TIMING_METRICS, history_frame
 from tests.conftest import ROOT
 
 #: the DVC outputs of the stages (dvc.yaml's ``outs``)

@@ -130,6 +130,7 @@ class OcclusionCfg:
     fills: list[str] = _opt(subset_of=_fill_names)  # type: ignore[arg-type]
     aspect: list[float] = _opt(gt=0.0, pair=True)
     landmarks: LandmarksCfg = _opt()
+    keypoints: bool = _opt()  # region occluders at a face's detected keypoints (kp_* columns)
     workers: int = _opt(ge=0)
 
 

@@ -21,7 +21,6 @@ import contextlib
 import json
 import os
 import subprocess
-import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -453,30 +452,6 @@ def log_artifacts(folder: Path, artifact_path: str | None = None) -> None:
 def log_artifact(path: Path, artifact_path: str | None = None) -> None:
     """Upload one file to the active run."""
     _mlflow().log_artifact(str(path), artifact_path=artifact_path)
-
-
-def log_pyfunc_model(model_dir_or_pt: Path, registered_model_name: str | None = None,
-                     alias: str | None = None) -> Any:
-    """Log ``model.pt`` (or ``<folder>/model.pt``) as the occlufer pyfunc model under artifact
-    path ``model`` of the active run; register it as ``registered_model_name`` (and point
-    ``alias`` at the new version) when given. Returns MLflow's ModelInfo. The model's arguments
-    are :func:`occlufer.inference.pyfunc.pyfunc_model_kwargs` (shared with
-    :func:`~occlufer.inference.pyfunc.save_pyfunc_model`, which writes a local folder)."""
-    from occlufer.inference.pyfunc import pyfunc_model_kwargs
-
-    pt = Path(model_dir_or_pt)
-    pt = pt / "model.pt" if pt.is_dir() else pt
-    mlflow = _mlflow()
-    active = mlflow.active_run()
-    source = f"{pt}" + (f" (MLflow run {active.info.run_id})" if active else "")
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*type hints.*")  # the signature is explicit
-        info = mlflow.pyfunc.log_model(name="model", registered_model_name=registered_model_name,
-                                       **pyfunc_model_kwargs(pt, source))
-    if registered_model_name and alias:
-        mlflow.MlflowClient().set_registered_model_alias(
-            registered_model_name, alias, str(info.registered_model_version))
-    return info
 
 
 def download_model(uri: str) -> Path:

@@ -60,3 +60,29 @@ def test_haar_cascade_finds_real_faces_where_they_are() -> None:
             assert ix / (w * h + 144 * 144 - ix) > 0.5, (path.name, (x, y, w, h))
             found += 1
     assert found >= len(paths) // 3
+
+
+def test_crop_keypoints_are_the_detected_points_in_the_crop() -> None:
+    from occlufer.data.detectors import ALIGN_TO, KEYPOINTS
+    from tests.inference.conftest import face_photo
+
+    gray = face_photo(rgb=False)
+    (aligned,) = faces.face_crops(gray, size=48, policy="all", margin=0.2, min_face=24,
+                                  detector="blazeface", image=face_photo())
+    points = aligned.crop_keypoints  # fractions of the crop side
+    assert points.shape == (6, 2)
+    m = aligned.transform
+    np.testing.assert_allclose(points * 48, aligned.face.keypoints @ m[:, :2].T + m[:, 2],
+                               rtol=1e-5)
+    for name, target in ALIGN_TO.items():  # least squares: near, not on, the targets
+        np.testing.assert_allclose(points[KEYPOINTS.index(name)], target, atol=0.05)
+    boxed = faces.FaceCrop(faces.crop(gray, aligned.box, 0.2, 96), aligned.face,
+                           faces.crop_transform(aligned.box, 0.2, 96))  # not aligned, 96 px
+    x, y, w, h = aligned.box
+    side = round(max(w, h) * 1.4)
+    left = round(x + w / 2 - side / 2), round(y + h / 2 - side / 2)
+    np.testing.assert_allclose(boxed.crop_keypoints, (aligned.face.keypoints - left) / side,
+                               atol=1e-5)
+    (haar,) = faces.face_crops(gray, size=48, policy="all", margin=0.2, min_face=40,
+                               detector="haar")
+    assert haar.crop_keypoints.shape == (0, 2)

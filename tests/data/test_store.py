@@ -168,3 +168,23 @@ def test_a_stage_reading_a_truncated_store_prints_one_line(tmp_path: Path, param
     line = one_line(proc.stderr)
     assert line.startswith("occlufer occlude: error: data/acquired/images.npy: ")
     assert line.endswith("rebuild it with `dvc repro -f -s acquire`")
+
+
+def test_keypoint_columns_round_trip_with_nulls(tmp_path: Path) -> None:
+    from occlufer.data.store import keypoint_columns, manifest_keypoints
+
+    cols = keypoint_columns(["left_eye", "mouth"])
+    assert cols == ["kp_left_eye_x", "kp_left_eye_y", "kp_mouth_x", "kp_mouth_y"]
+    values = np.full((3, 4), np.nan, np.float32)
+    values[1] = [0.3, 0.4, 0.5, 0.75]
+    m = pd.DataFrame({"id": ["a", "b", "c"], **dict(zip(cols, values.T, strict=True))})
+    write_store(tmp_path / "s", Store(np.zeros((3, 4, 4), np.uint8), m))
+    back = read_store(tmp_path / "s").manifest
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(tmp_path / "s" / MANIFEST).column("kp_mouth_y").null_count == 2
+    points = manifest_keypoints(back, ["left_eye", "mouth"])
+    assert points.shape == (3, 2, 2) and np.isnan(points[[0, 2]]).all()
+    np.testing.assert_allclose(points[1], [[0.3, 0.4], [0.5, 0.75]], rtol=1e-6)
+    assert manifest_keypoints(back.iloc[[0, 2]], ["left_eye", "mouth"]) is None  # all null
+    assert manifest_keypoints(back.drop(columns=cols[:1]), ["left_eye", "mouth"]) is None

@@ -245,9 +245,10 @@ def test_pyfunc_model_through_mlflow_registry(model_pt: Path, tracking_store: st
     import mlflow
 
     from occlufer import tracking
+    from occlufer.inference.pyfunc import log_pyfunc_model
 
     with tracking.start_run("serve-test", {"x": 1}) as run:
-        info = tracking.log_pyfunc_model(model_pt.parent, "fer-test", alias="champion")
+        info = log_pyfunc_model(model_pt.parent, "fer-test", alias="champion")
     assert (info.registered_model_version, info.name) == (1, "model")
     assert info.run_id == run.info.run_id
     loaded = mlflow.pyfunc.load_model("models:/fer-test@champion")

@@ -150,3 +150,84 @@ def test_spec_from_config(make_params) -> None:
     spec = OcclusionSpec.from_cfg(p.occlusion)
     assert "block" not in spec.types
     assert dict(zip(spec.types, spec.weights, strict=True))["hair"] == 2.0
+
+
+# --------------------------------------------------------------------------- own landmarks
+
+#: a face whose detected eyes, nose and mouth sit up and to the left of the canonical ones
+OWN = np.array([[0.24, 0.24], [0.60, 0.24], [0.42, 0.40], [0.42, 0.55]])
+CANONICAL = np.array([[0.32, 0.38], [0.68, 0.38], [0.5, 0.57], [0.5, 0.75]])  # conf/occlusion
+
+
+def _covered(masks: np.ndarray, point: np.ndarray) -> np.ndarray:
+    """Per mask, the covered share of the 3×3 pixels around ``point`` (fractions of the side)."""
+    h, w = masks.shape[1:]
+    x, y = int(point[0] * w), int(point[1] * h)
+    return masks[:, y - 1:y + 2, x - 1:x + 2].reshape(len(masks), -1).mean(axis=1)
+
+
+def _one(kind: str, ratio: float) -> OcclusionSpec:
+    return OcclusionSpec((kind,), (1.0,), (ratio, ratio), ("gray",))
+
+
+def test_canonical_landmarks_are_those_of_the_config(make_params) -> None:
+    lm = OcclusionSpec.from_cfg(make_params().occlusion).landmarks
+    assert np.array_equal(CANONICAL, [lm.left_eye, lm.right_eye, lm.nose, lm.mouth])
+
+
+def test_sunglasses_and_mask_go_on_the_given_eyes_and_mouth() -> None:
+    images = _faces(16, 48)
+
+    def occlude(spec: OcclusionSpec, points: np.ndarray | None):
+        rngs = [item_rng(0, f"f{i}", "occlude") for i in range(len(images))]
+        return occlude_batch(images, rngs, spec, points=points)
+
+    own = np.repeat(OWN[None], len(images), axis=0)
+    glasses = _one("sunglasses", 0.12)
+    canonical, placed = occlude(glasses, None), occlude(glasses, own)
+    for eye in (0, 1):  # every draw (shades and band) covers the eyes it was given
+        assert _covered(placed.masks, OWN[eye]).min() == 1.0
+        assert _covered(placed.masks, CANONICAL[eye]).mean() < 0.25
+        assert _covered(canonical.masks, CANONICAL[eye]).min() == 1.0
+        assert _covered(canonical.masks, OWN[eye]).mean() < 0.25
+    canonical, placed = occlude(_one("mask", 0.15), None), occlude(_one("mask", 0.15), own)
+    surgical = np.array(placed.styles) == "surgical"  # a scarf rises from the chin: no mouth
+    assert surgical.sum() >= 5 and placed.styles == canonical.styles
+    assert _covered(placed.masks[surgical], OWN[3]).min() == 1.0
+    assert _covered(canonical.masks[surgical], OWN[3]).max() == 0.0
+    assert _covered(canonical.masks, CANONICAL[3]).min() == 1.0
+
+
+def test_rows_without_points_are_occluded_exactly_as_before() -> None:
+    spec = OcclusionSpec(TYPES, (1,) * len(TYPES), (0.1, 0.4), ("gray", "noise", "texture"))
+    images = _faces(60, 48, seed=4)
+    ids = [f"f{i:03d}" for i in range(len(images))]
+    points = np.full((len(images), 4, 2), np.nan)
+    points[::3] = OWN
+    points[1::6, 2:] = OWN[2:]  # nose and mouth only: the canonical eyes
+    given = np.isfinite(points).all(axis=2).any(axis=1)
+    before = occlude_images(images, ids, 3, spec, chunk=16)
+    after = occlude_images(images, ids, 3, spec, chunk=16, points=points)
+    assert np.array_equal(after.images[~given], before.images[~given])
+    assert np.array_equal(after.masks[~given], before.masks[~given])
+    assert after.types == before.types and after.styles == before.styles
+    region = np.isin(after.types, ["sunglasses", "mask", "hand", "hair"])
+    assert not np.array_equal(after.masks[given & region], before.masks[given & region])
+    nothing = occlude_images(images, ids, 3, spec, chunk=16,
+                             points=np.full((len(images), 4, 2), np.nan))
+    assert nothing.images.tobytes() == before.images.tobytes()
+    aug = OcclusionAugment(spec, seed=2, p=0.8)
+    placed = OcclusionAugment(spec, seed=2, p=0.8, points=points)
+    rows = np.arange(len(images))[::-1]  # points are looked up by index
+    (a, ma), (b, mb) = aug.batch(images, rows), placed.batch(images, rows)
+    own = given[rows]
+    assert np.array_equal(a[~own], b[~own]) and np.array_equal(ma[~own], mb[~own])
+    assert not np.array_equal(ma[own], mb[own])
+
+
+def test_bad_points_are_one_line() -> None:
+    with pytest.raises(ValueError, match=r"points must be N×4×2 \(left_eye, right_eye, nose, "
+                                         r"mouth; x, y as fractions of the side\) for 2 images, "
+                                         r"got \(2, 2\)"):
+        occlude_batch(_faces(2, 48), [np.random.default_rng(i) for i in range(2)],
+                      _one("mask", 0.2), points=np.zeros((2, 2)))

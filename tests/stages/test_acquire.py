@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from occlufer.data.readers import KEYPOINT_COLUMNS
 from occlufer.data.store import read_store
 from occlufer.stages.acquire import acquire
 
@@ -23,6 +24,7 @@ def test_acquire_writes_a_consistent_store(tmp_path: Path, params) -> None:
     assert m["label"].value_counts().eq(params.acquire.n_per_class).all()
     assert m["id"].is_unique
     assert m["group"].str.startswith("subject-").all()
+    assert m[KEYPOINT_COLUMNS].isna().all().all()  # drawn faces: no detected keypoints
     rejects = pd.read_csv(tmp_path / "acq" / "rejects.csv")
     assert list(rejects.columns) == ["path", "reason"] and len(rejects) == 0
     summary = json.loads((tmp_path / "acq" / "summary.json").read_text())
@@ -161,3 +163,36 @@ def test_photos_face_policies_and_exif_before_detection(tmp_path: Path, make_par
     reasons = pd.read_csv(tmp_path / "skip" / "rejects.csv").set_index("path")["reason"]
     assert reasons["happy/party.png"].startswith("several_faces: 2 faces")
     assert reasons["sad/dark.png"].startswith("no_face")
+
+
+def test_photos_record_the_detected_keypoints_crop_folders_none(tmp_path: Path,
+                                                                make_params) -> None:
+    import dataclasses
+
+    from occlufer.data.detectors import ALIGN_TO
+    from tests.inference.conftest import face_photo
+
+    assert KEYPOINT_COLUMNS[:4] == ["kp_left_eye_x", "kp_left_eye_y", "kp_right_eye_x",
+                                    "kp_right_eye_y"]
+    root = tmp_path / "photos"
+    (root / "happy").mkdir(parents=True)
+    Image.fromarray(face_photo()).save(root / "happy" / "face.png")
+    base = make_params("acquire=photos", "acquire.path=/unset")
+
+    def run(detector: str) -> pd.DataFrame:
+        cfg = dataclasses.replace(base.acquire, path=str(root), workers=1, detector=detector)
+        acquire(dataclasses.replace(base, acquire=cfg), tmp_path / detector)
+        return read_store(tmp_path / detector).manifest
+
+    (row,) = run("blazeface").to_dict("records")
+    for name, (x, y) in ALIGN_TO.items():  # aligned crop: the eyes and mouth near the targets
+        assert abs(row[f"kp_{name}_x"] - x) < 0.05 and abs(row[f"kp_{name}_y"] - y) < 0.05
+    assert row["kp_left_ear_x"] < row["kp_nose_x"] < row["kp_right_ear_x"]
+    assert run("haar")[KEYPOINT_COLUMNS].isna().all().all()  # boxes only
+    crops = tmp_path / "crops"  # a folder of 48×48 face crops (FER2013-like)
+    for i in range(4):
+        _png(crops / ("happy", "sad")[i % 2] / f"{i}.png", i)
+    acquire(_folder_params(make_params, crops), tmp_path / "folder")
+    m = read_store(tmp_path / "folder").manifest
+    assert len(m) == 4 and m[KEYPOINT_COLUMNS].isna().all().all()
+    assert (m[KEYPOINT_COLUMNS].dtypes == np.float32).all()

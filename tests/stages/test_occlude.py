@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -66,3 +67,39 @@ def test_only_gray_fill_gives_solid_blocks(tmp_path: Path, make_params) -> None:
     occ = read_store(tmp_path / "occ")
     for image, mask in zip(occ.images, occ.masks, strict=True):
         assert len(np.unique(image[mask])) == 1
+
+
+def test_faces_with_detected_keypoints_are_occluded_there(tmp_path: Path, make_params,
+                                                          capsys) -> None:
+    from occlufer.data.store import Store, write_store
+
+    p = make_params("occlusion.types.block=0", "occlusion.types.polygon=0",
+                    "occlusion.types.strokes=0", "occlusion.ratio=0.12",  # region occluders
+                    "occlusion.keypoints=true")
+    acquire(p, tmp_path / "acq")
+    clean = read_store(tmp_path / "acq")
+    m = clean.manifest.copy()
+    given = np.arange(len(m)) % 2 == 0  # every other face: eyes, nose and mouth up and left
+    own = {"left_eye": (0.24, 0.24), "right_eye": (0.60, 0.24), "nose": (0.42, 0.40),
+           "mouth": (0.42, 0.55), "left_ear": (0.08, 0.35), "right_ear": (0.76, 0.35)}
+    for name, (x, y) in own.items():
+        m.loc[given, f"kp_{name}_x"], m.loc[given, f"kp_{name}_y"] = x, y
+    write_store(tmp_path / "photos", Store(np.asarray(clean.images), m))
+    occlude(p, tmp_path / "acq", tmp_path / "canonical")
+    assert "detected keypoints" not in capsys.readouterr().out
+    occlude(p, tmp_path / "photos", tmp_path / "own")
+    assert (f"{given.sum()} of {len(m)} faces occluded at their detected keypoints"
+            in capsys.readouterr().out)
+    a, b = read_store(tmp_path / "canonical"), read_store(tmp_path / "own")
+    off = replace(p, occlusion=replace(p.occlusion, keypoints=False))  # the default: ignored
+    occlude(off, tmp_path / "photos", tmp_path / "off")
+    assert "detected keypoints" not in capsys.readouterr().out
+    assert np.array_equal(read_store(tmp_path / "off").images, a.images)
+    assert np.array_equal(b.images[~given], a.images[~given])  # no keypoints: as before
+    assert np.array_equal(b.masks[~given], a.masks[~given])
+    assert (b.manifest.loc[given, "kp_mouth_y"] == np.float32(0.55)).all()  # carried along
+    glasses = given & (b.manifest["occluder"] == "sunglasses").to_numpy()
+    assert glasses.sum() >= 3
+    for x, y in (own["left_eye"], own["right_eye"]):  # on the given eyes, not the canonical
+        col, row = int(x * 48), int(y * 48)
+        assert b.masks[glasses, row, col].all() and a.masks[glasses, row, col].mean() < 0.25

@@ -1,11 +1,11 @@
-"""Faults of the train stage end in one line (issue #17): a planted checkpoint pickle is
-refused (the real checkpoint loads with ``weights_only=True``), a dead or read-only MLflow store
-stops the stage before training, and a killed run is marked KILLED when the next one starts."""
+"""Faults of the train stage end in one line (issue #17): the real checkpoint loads with
+``weights_only=True`` (a planted pickle is refused: tests/training/test_checkpoints.py), a
+dead or read-only MLflow store stops the stage before training, and a killed run is marked
+KILLED when the next one starts."""
 
 from __future__ import annotations
 
 import os
-import pickle
 import shutil
 import signal
 import subprocess
@@ -18,8 +18,7 @@ import torch
 
 import occlufer.stages.train as train_stage
 from occlufer.config import dump_params
-from occlufer.errors import OccluferError
-from occlufer.training import TrainState
+from occlufer.training import TrainState, checkpoints
 from tests.faults import one_line, read_only
 from tests.servers import free_port
 
@@ -34,7 +33,7 @@ def test_a_real_checkpoint_loads_with_weights_only(tmp_path: Path, split_dir: Pa
                                                    overrides: tuple[str, ...]) -> None:
     params = make_params("train.epochs=2", "train.log_model=false", *overrides)
     out = tmp_path / "models"
-    ckpt = train_stage.checkpoint_path(out)
+    ckpt = checkpoints.checkpoint_path(out)
     kept = tmp_path / "kept.pt"
     real_fit = train_stage.fit
 
@@ -48,40 +47,9 @@ def test_a_real_checkpoint_loads_with_weights_only(tmp_path: Path, split_dir: Pa
     assert not ckpt.exists()
     blob = torch.load(kept, map_location="cpu", weights_only=True)  # raises if not plain
     assert blob["state"]["epoch"] == 2
-    state, meta = train_stage._load_checkpoint(kept, print_=False)
+    state, meta = checkpoints.load_checkpoint(kept, print_=False)
     assert isinstance(state, TrainState) and state.epoch == 2
-    assert meta["fingerprint"] == train_stage.fingerprint(params, split_dir)
-
-
-class _RunsCode:
-    def __reduce__(self):
-        return (os.system, ("touch PWNED",))
-
-
-@pytest.mark.parametrize("how", ["torch.save", "pickle.dump"])
-def test_a_planted_pickle_is_refused_in_one_line(tmp_path: Path, monkeypatch, how: str) -> None:
-    monkeypatch.chdir(tmp_path)
-    path = Path("checkpoints/train.pt")
-    path.parent.mkdir()
-    blob = {"state": _RunsCode(), "meta": {}}
-    if how == "torch.save":
-        torch.save(blob, path)
-    else:
-        path.write_bytes(pickle.dumps(blob, protocol=4))
-    with pytest.raises(OccluferError) as err:
-        train_stage._load_checkpoint(path, print_=True)
-    msg = str(err.value)
-    assert "\n" not in msg and str(path) in msg
-    assert f"rm {path}" in msg and "dvc repro -f -s train" in msg
-    assert not Path("PWNED").exists()
-
-
-def test_a_truncated_checkpoint_still_starts_afresh(tmp_path: Path, capsys) -> None:
-    path = tmp_path / "train.pt"
-    torch.save({"state": {"epoch": 1, "model": {"w": torch.zeros(1000)}}, "meta": {}}, path)
-    path.write_bytes(path.read_bytes()[:500])
-    assert train_stage._load_checkpoint(path, print_=True) == (None, {})
-    assert "ignoring unreadable checkpoint" in capsys.readouterr().out
+    assert meta["fingerprint"] == checkpoints.fingerprint(params, split_dir)
 
 
 def _workdir(tmp_path: Path, split_dir: Path, params) -> Path:

@@ -12,11 +12,12 @@ from torch import nn
 
 from occlufer.config import ConfigError
 from occlufer.errors import OccluferError
+from occlufer.inference.predictor import resolve_model_file
 from occlufer.labels import CLASSES
 from occlufer.models import build_model, save_model
-from occlufer.models.refs import resolve_model_file
-from occlufer.stages.train import fingerprint, train
+from occlufer.stages.train import train
 from occlufer.training import TrainState, fit
+from occlufer.training.checkpoints import fingerprint
 from occlufer.training.init import head_prefixes, is_head, load_init, trunk_freezer
 from tests.training.test_loop import _arrays, _same_weights
 

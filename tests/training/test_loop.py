@@ -12,8 +12,8 @@ import torch
 from occlufer.config import Params
 from occlufer.data.store import read_store
 from occlufer.models import build_model
-from occlufer.stages.train import label_codes, train_arrays
 from occlufer.training import TrainState, ValArrays, fit
+from occlufer.training.data import label_codes, train_arrays
 from occlufer.training.loop import _scheduler
 
 

@@ -75,7 +75,7 @@ def test_killed_training_resumes_to_the_same_model(tmp_path: Path, split_dir: Pa
 
 def test_changed_params_do_not_resume(tmp_path: Path, split_dir: Path, make_params,
                                       tracking_store) -> None:
-    from occlufer.stages.train import checkpoint_path, fingerprint
+    from occlufer.training.checkpoints import checkpoint_path, fingerprint
 
     params = make_params("train.epochs=3")
     other = make_params("train.epochs=3", "train.lr=0.01")

@@ -21,6 +21,11 @@ from occlufer.data.detectors import Box, Face
 from occlufer.data.images import Reject, load_gray_bgr_scaled, load_gray_scaled, resize
 
 PHOTO_SIDE = 1024  # photos: JPEG draft keeps at least this many pixels on the shorter side
+#: the face search of acquire's ``photos`` source (conf/acquire/photos.yaml; a test keeps them
+#: equal), also ``occlufer predict``'s and the served model's: margin on each side as a fraction
+#: of the box, smallest face in pixels
+FACE_MARGIN = 0.2
+FACE_MIN_SIZE = 24
 T = TypeVar("T")
 
 
@@ -35,6 +40,13 @@ class FaceCrop:
     @property
     def box(self) -> Box:
         return self.face.box
+
+    @property
+    def crop_keypoints(self) -> np.ndarray:
+        """The detector's keypoints in this crop (K×2 ``[x, y]``, fractions of its side, in
+        :data:`~occlufer.data.detectors.KEYPOINTS` order); 0×2 without keypoints (Haar)."""
+        points = np.asarray(self.face.keypoints, dtype=np.float64).reshape(-1, 2)
+        return (points @ self.transform[:, :2].T + self.transform[:, 2]) / self.image.shape[1]
 
 
 def detect(gray: np.ndarray, min_face: int) -> list[Box]:

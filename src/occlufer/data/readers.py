@@ -12,6 +12,10 @@ Layouts (``acquire.path``):
   ``Training``, ``PublicTest``, ``validation``). Hidden entries (``.name``) are skipped.
 - ``fer2013_csv``: ``emotion,pixels[,Usage]`` with 48×48 space-separated pixels, optionally
   relabelled by a FER+ vote CSV (``acquire.labels_path``) joined row by row.
+
+Every manifest has the keypoint columns :data:`KEYPOINT_COLUMNS` (where the face detector put
+its keypoints in the saved crop, fractions of the side): filled for photos whose detector gives
+keypoints (BlazeFace), null for every other row.
 """
 
 from __future__ import annotations
@@ -24,17 +28,21 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from occlufer.config import AcquireCfg
 from occlufer.data import faces as face_detection
+from occlufer.data.detectors import KEYPOINTS
 from occlufer.data.images import EXTENSIONS, Reject, center_square, load_gray, resize
-from occlufer.data.store import StoreWriter
+from occlufer.data.store import StoreWriter, keypoint_columns
 from occlufer.errors import OccluferError, ignore_interrupt
 from occlufer.labels import FER2013_CODES, LABELS, canonical
+
+if TYPE_CHECKING:  # the schema: config sits above data (it checks acquire.detector by name)
+    from occlufer.config import AcquireCfg
 
 SPLITS = {"train": "train", "training": "train",
           "val": "val", "valid": "val", "validation": "val", "publictest": "val", "dev": "val",
@@ -43,6 +51,13 @@ SPLITS = {"train": "train", "training": "train",
 EXCLUDED = frozenset({"not_selected", "unknown_label", "not_image"})
 CHUNK = 512        # inputs per worker task
 FER_SIDE = 48
+#: manifest columns of the detector's keypoints in the crop (``kp_left_eye_x``, ...)
+KEYPOINT_COLUMNS = keypoint_columns(KEYPOINTS)
+
+
+def no_keypoints(n: int) -> dict[str, np.ndarray]:
+    """The keypoint columns of ``n`` rows without keypoints (all null)."""
+    return {c: np.full(n, np.nan, dtype=np.float32) for c in KEYPOINT_COLUMNS}
 
 
 class AcquireError(OccluferError):
@@ -76,6 +91,7 @@ class _Collector:
         self.cfg = cfg
         self.cols: dict[str, list] = {k: [] for k in ("id", "label", "group", "source_path",
                                                       "source_split", "face_box")}
+        self.points: list[np.ndarray] = []  # per row: the keypoint columns' values
         self.rejects: list[tuple[str, str]] = []
         self.seen: dict[bytes, tuple[str, str]] = {}
         self.read = 0
@@ -86,7 +102,8 @@ class _Collector:
         self.rejects.append((path, reason))
 
     def add(self, path: str, digest: bytes, images: Sequence[np.ndarray], *, ident: str,
-            label: str, group: str, split: str, boxes: Sequence[str] = ("",)) -> None:
+            label: str, group: str, split: str, boxes: Sequence[str] = ("",),
+            points: Sequence[np.ndarray | None] = (None,)) -> None:
         self.read += 1
         first = self.seen.get(digest)
         if first is not None:
@@ -96,13 +113,16 @@ class _Collector:
             group = first[1]  # kept, but on the same side of every split as its twin
         else:
             self.seen[digest] = (path, group)
-        for k, (image, box) in enumerate(zip(images, boxes, strict=True)):
+        for k, (image, box, kp) in enumerate(zip(images, boxes, points, strict=True)):
             self.cols["id"].append(ident if len(images) == 1 else f"{ident}#{k}")
             self.cols["label"].append(label)
             self.cols["group"].append(group)
             self.cols["source_path"].append(path)
             self.cols["source_split"].append(split)
             self.cols["face_box"].append(box)
+            self.points.append(np.asarray(kp, np.float32).reshape(-1)
+                               if kp is not None and np.size(kp) == len(KEYPOINT_COLUMNS)
+                               else np.full(len(KEYPOINT_COLUMNS), np.nan, np.float32))
             self._buffer.append(image)
         if len(self._buffer) >= 4096:
             self._flush()
@@ -122,6 +142,8 @@ class _Collector:
         manifest["label"] = pd.Categorical(manifest["label"], categories=list(self.cfg.classes))
         manifest = manifest[["id", "label", "group", "source", "source_path", "source_split",
                              *(["face_box"] if "face_box" in cols else [])]]
+        points = np.array(self.points, dtype=np.float32).reshape(-1, len(KEYPOINT_COLUMNS))
+        manifest = manifest.assign(**dict(zip(KEYPOINT_COLUMNS, points.T, strict=True)))
         self.writer.close(manifest)
         return Acquired(manifest, self.rejects, self.read, notes)
 
@@ -255,7 +277,8 @@ class _Spec:
     detector: str
 
 
-def _decode(spec: _Spec, path: str) -> tuple[bytes, list[np.ndarray], list[str]]:
+def _decode(spec: _Spec, path: str,
+            ) -> tuple[bytes, list[np.ndarray], list[str], list[np.ndarray | None]]:
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -263,15 +286,15 @@ def _decode(spec: _Spec, path: str) -> tuple[bytes, list[np.ndarray], list[str]]
         raise Reject(f"unreadable: {exc.strerror or exc}") from None
     if not spec.photos:
         gray = load_gray(data, min_size=spec.min_size, draft_side=spec.size)
-        return _digest(gray), [center_square(gray, spec.size)], [""]
+        return _digest(gray), [center_square(gray, spec.size)], [""], [None]
     gray, _, crops = face_detection.photo_faces(data, size=spec.size, policy=spec.faces,
                                                 margin=spec.margin, min_face=spec.min_face,
                                                 min_size=spec.min_size, detector=spec.detector)
     return (_digest(gray), [c.image for c in crops],
-            [",".join(map(str, c.box)) for c in crops])
+            [",".join(map(str, c.box)) for c in crops], [c.crop_keypoints for c in crops])
 
 
-def _decode_chunk(args: tuple[_Spec, list[str]]) -> list[tuple[bytes, list, list] | str]:
+def _decode_chunk(args: tuple[_Spec, list[str]]) -> list[tuple[bytes, list, list, list] | str]:
     spec, paths = args
     out: list = []
     for path in paths:
@@ -308,9 +331,9 @@ def read_image_folder(cfg: AcquireCfg, out: Path) -> Acquired:
                 if isinstance(result, str):
                     collector.reject(item.rel, result)
                     continue
-                digest, images, boxes = result
+                digest, images, boxes, points = result
                 collector.add(item.rel, digest, images, ident=item.rel, label=item.label,
-                              group=item.group, split=item.split, boxes=boxes)
+                              group=item.group, split=item.split, boxes=boxes, points=points)
             done += len(results)
             bar.update(len(results))
     acquired = collector.finish(notes)

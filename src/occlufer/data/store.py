@@ -4,6 +4,11 @@ Row ``i`` of ``manifest.parquet`` describes ``images.npy[i]`` (and ``masks.npy[i
 records occlusion masks, bit-packed per row). Many small image files make DVC and data loading
 slow; one array per output scales to hundreds of thousands of faces.
 
+Manifests of acquired faces carry, per keypoint of the face detector, the columns
+``kp_<name>_x`` and ``kp_<name>_y`` (:func:`keypoint_columns`): where the detector put it in
+the saved crop, as fractions of the crop's side; null where a face has none (synthetic faces,
+crop folders, FER2013, Haar detections). :func:`manifest_keypoints` reads them back.
+
 Writers add ``checksums.json`` (size and sha256 of each file); :func:`read_store` checks what it
 opens against it and stops with one line naming the file and the command that restores it.
 """
@@ -14,6 +19,7 @@ import hashlib
 import io
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +69,22 @@ class Store:
         idx = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows)
         return Store(np.asarray(self.images[idx]), self.manifest.iloc[idx].reset_index(drop=True),
                      None if self.masks is None else np.asarray(self.masks[idx]))
+
+
+def keypoint_columns(names: Sequence[str]) -> list[str]:
+    """The manifest columns of keypoints ``names``: ``kp_<name>_x``, ``kp_<name>_y`` each."""
+    return [f"kp_{name}_{axis}" for name in names for axis in "xy"]
+
+
+def manifest_keypoints(manifest: pd.DataFrame, names: Sequence[str]) -> np.ndarray | None:
+    """Keypoints ``names`` of every row (N×K×2 float64 ``[x, y]``, fractions of the crop side,
+    NaN where a row has none), or None when no row has any (or the columns are missing)."""
+    cols = keypoint_columns(names)
+    if not set(cols) <= set(manifest.columns):
+        return None
+    values = manifest[cols].to_numpy(dtype=np.float64, na_value=np.nan)
+    values = values.reshape(len(manifest), len(names), 2)
+    return values if np.isfinite(values).any() else None
 
 
 def write_store(folder: str | Path, store: Store) -> Path:

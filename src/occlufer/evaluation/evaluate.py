@@ -87,7 +87,8 @@ def evaluate(model: Any, meta: Mapping[str, Any], data: EvalSet, cfg: ValidateCf
     """
     import torch
 
-    from occlufer.training import predict_logits, resolve_device
+    from occlufer.devices import resolve_device
+    from occlufer.training import predict_logits
 
     t0 = time.perf_counter()
     classes = list(meta["classes"])

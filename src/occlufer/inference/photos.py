@@ -30,14 +30,11 @@ import numpy as np
 from occlufer.data import faces as face_detection
 from occlufer.data.detectors import DEFAULT as DEFAULT_DETECTOR
 from occlufer.data.detectors import KEYPOINTS
+from occlufer.data.faces import FACE_MARGIN, FACE_MIN_SIZE
 from occlufer.data.images import EXTENSIONS, Reject, center_square, load_gray_scaled
 from occlufer.errors import OccluferError, ignore_interrupt
 from occlufer.inference.predictor import Predictor, top_labels
 
-#: the face search of acquire's ``photos`` source (conf/acquire/photos.yaml; a test keeps them
-#: equal): margin on each side as a fraction of the box, smallest face in pixels
-FACE_MARGIN = 0.2
-FACE_MIN_SIZE = 24
 #: without detection, an image whose shorter side is below this is no face crop: acquire's
 #: ``min_size`` of the ``image_folder`` source (conf/acquire/image_folder.yaml; a test keeps
 #: them equal)

@@ -59,9 +59,9 @@ def torch_predictor(path: str | Path, device: str = "cpu", tta: bool = True) -> 
     """
     import torch
 
+    from occlufer.devices import resolve_device
     from occlufer.models import load_model
     from occlufer.preprocess import WithViews, to_input
-    from occlufer.training import resolve_device
 
     dev = resolve_device(device)
     model, meta = load_model(path, map_location="cpu")
@@ -211,6 +211,17 @@ def resolve_model(source: str | Path | None = None) -> ModelChoice:
                             "--model (a models/ folder, model.pt, model.onnx, zoo:<name> or an "
                             "MLflow models:/ URI)")
     return ModelChoice(text, pt, "torch", f"model: {pt}")
+
+
+def resolve_model_file(ref: str) -> Path:
+    """The local ``model.pt`` (written by :func:`occlufer.models.save_model`) behind ``ref``:
+    ``train.init_from`` takes the same references as ``--model``, resolved by
+    :func:`resolve_model`.
+
+    Raises :class:`~occlufer.errors.OccluferError` (one line) when there is none, or when
+    ``ref`` is an ONNX file (no PyTorch weights).
+    """
+    return resolve_model(str(ref)).torch_file()
 
 
 def load_predictor(source: str | Path | ModelChoice | None = None, device: str = "cpu",

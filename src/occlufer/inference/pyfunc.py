@@ -4,9 +4,10 @@
 answers ``POST /invocations`` with it; the request handling is :func:`occlufer.inference.serving.
 predict_frame` (images as base64 or raw pixel arrays → label, confidence, status, one
 probability per class). ``params={"detect": true}`` finds the largest face in each image first.
-``train`` logs it to its MLflow run (:func:`occlufer.tracking.log_pyfunc_model`);
-:func:`save_pyfunc_model` (``occlufer export --format pyfunc``) writes it to a local folder from
-any model, the zoo's included. Both take their arguments from :func:`pyfunc_model_kwargs`.
+``train`` logs it to its MLflow run (:func:`log_pyfunc_model`, through :mod:`occlufer.tracking`'s
+store); :func:`save_pyfunc_model` (``occlufer export --format pyfunc``) writes it to a local
+folder from any model, the zoo's included. Both take their arguments from
+:func:`pyfunc_model_kwargs`.
 
 The model carries the occlufer package it runs (MLflow ``code_paths``: ``code/occlufer``,
 without the zoo's weights), so its ``requirements.txt`` lists only packages from the index and
@@ -29,6 +30,7 @@ from typing import Any
 import mlflow.pyfunc
 import pandas as pd
 
+from occlufer import tracking
 from occlufer.errors import OccluferError
 
 ARTIFACT = "model"  # context.artifacts key of model.pt
@@ -155,7 +157,7 @@ def pyfunc_model_kwargs(pt: Path, source: str = "") -> dict[str, Any]:
     """What ``mlflow.pyfunc.log_model`` / ``save_model`` need for ``model.pt`` ``pt``: the
     :class:`ExpressionModel`, the weights as artifact, signature, input example, pins, the
     package's code."""
-    from occlufer.inference.photos import FACE_MARGIN, FACE_MIN_SIZE
+    from occlufer.data.faces import FACE_MARGIN, FACE_MIN_SIZE
     from occlufer.models import load_model
 
     _, meta = load_model(pt)
@@ -188,3 +190,25 @@ def save_pyfunc_model(pt: Path, out: Path, source: str = "") -> Path:
             warnings.filterwarnings("ignore", message=".*type hints.*")  # explicit signature
             mlflow.pyfunc.save_model(path=str(out), **pyfunc_model_kwargs(weights, source))
     return out
+
+
+def log_pyfunc_model(model_dir_or_pt: Path, registered_model_name: str | None = None,
+                     alias: str | None = None) -> Any:
+    """Log ``model.pt`` (or ``<folder>/model.pt``) as the occlufer pyfunc model under artifact
+    path ``model`` of the active run (:mod:`occlufer.tracking`'s store); register it as
+    ``registered_model_name`` (and point ``alias`` at the new version) when given. Returns
+    MLflow's ModelInfo. The model's arguments are :func:`pyfunc_model_kwargs` (shared with
+    :func:`save_pyfunc_model`, which writes a local folder)."""
+    pt = Path(model_dir_or_pt)
+    pt = pt / "model.pt" if pt.is_dir() else pt
+    ml = tracking._mlflow()
+    active = ml.active_run()
+    source = f"{pt}" + (f" (MLflow run {active.info.run_id})" if active else "")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*type hints.*")  # the signature is explicit
+        info = ml.pyfunc.log_model(name="model", registered_model_name=registered_model_name,
+                                   **pyfunc_model_kwargs(pt, source))
+    if registered_model_name and alias:
+        ml.MlflowClient().set_registered_model_alias(
+            registered_model_name, alias, str(info.registered_model_version))
+    return info

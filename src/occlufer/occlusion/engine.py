@@ -109,7 +109,7 @@ def _draws(rngs: Sequence[np.random.Generator], spec: OcclusionSpec) -> _Draws:
                   [spec.fills[i] for i in fill], head[:, 3:])
 
 
-def _render(occluder: Occluder, c: Canvas, landmarks: Landmarks,
+def _render(occluder: Occluder, c: Canvas, landmarks: Landmarks, given: np.ndarray | None,
             ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(images, masks, styles) of one chunk: level field, exact masks, then the painter."""
     styles = occluder.style_names(c)
@@ -117,7 +117,7 @@ def _render(occluder: Occluder, c: Canvas, landmarks: Landmarks,
         out, masks = occluder.paint(c)
         return out, masks, styles
     x, y = shapes.grid(*c.size)
-    c = dataclasses.replace(c, pts=shapes.landmarks(landmarks, c.u), x=x, y=y)
+    c = dataclasses.replace(c, pts=shapes.landmarks(landmarks, c.u, given), x=x, y=y)
     field = occluder.level_field(c)
     masks, thr = shapes.threshold(field.f, c.ratios)
     paint = occluder.paint(dataclasses.replace(c, field=field, thr=thr))
@@ -127,15 +127,21 @@ def _render(occluder: Occluder, c: Canvas, landmarks: Landmarks,
 
 def occlude_batch(images: np.ndarray, rngs: Sequence[np.random.Generator], spec: OcclusionSpec,
                   pool: np.ndarray | None = None, pool_index: np.ndarray | None = None,
-                  pool_order: np.ndarray | None = None) -> Occlusion:
+                  pool_order: np.ndarray | None = None, points: np.ndarray | None = None,
+                  ) -> Occlusion:
     """Occlude N×H×W uint8 ``images``, image ``i`` drawing only from ``rngs[i]``.
 
     ``pool`` holds the faces that texture fills cut patches from (default: ``images``);
     ``pool_order`` lists pool positions in a canonical order (e.g. sorted by id; default: as
     stored) and ``pool_index[i]`` is image ``i``'s rank in it, so it never textures itself.
+    ``points`` (N×4×2: :data:`~occlufer.occlusion.shapes.POINTS`, ``[x, y]`` as fractions of
+    the side, NaN = not given): each image's own landmarks (a photo's detected keypoints) for
+    the region occluders, in place of ``spec.landmarks``; an image without any is occluded
+    exactly as without ``points``.
     """
     images = np.asarray(images)
     n = len(images)
+    points = _checked_points(points, n)
     if pool is None:
         pool, pool_index = images, np.arange(n)
     own = np.full(n, -1) if pool_index is None else np.asarray(pool_index)
@@ -156,11 +162,23 @@ def occlude_batch(images: np.ndarray, rngs: Sequence[np.random.Generator], spec:
             canvas = Canvas(images[part], d.u, d.ratios, d.fills, [rngs[i] for i in part],
                             occluder.first_style(d.u), spec.aspect, pool, own[part],
                             pool_order)
-            o, m, s = _render(occluder, canvas, spec.landmarks)
+            o, m, s = _render(occluder, canvas, spec.landmarks,
+                              None if points is None else points[part])
             out[part], masks[part] = o, m
             for i, style in zip(part, s, strict=True):
                 styles[i] = style
     return Occlusion(out, masks, kinds.tolist(), styles, draws.ratios.astype(np.float64))
+
+
+def _checked_points(points: np.ndarray | None, n: int) -> np.ndarray | None:
+    """``points`` as N×4×2 float64, or a one-line ValueError."""
+    if points is None:
+        return None
+    points = np.asarray(points, dtype=np.float64)
+    if points.shape != (n, len(shapes.POINTS), 2):
+        raise ValueError(f"points must be N×{len(shapes.POINTS)}×2 ({', '.join(shapes.POINTS)};"
+                         f" x, y as fractions of the side) for {n} images, got {points.shape}")
+    return points
 
 
 _STATE: dict = {}
@@ -172,7 +190,8 @@ def _work(bounds: tuple[int, int]) -> tuple[list[str], list[str], np.ndarray]:
     lo, hi = bounds
     rngs = [item_rng(st["seed"], i, st["purpose"]) for i in st["ids"][lo:hi]]
     occ = occlude_batch(np.asarray(st["images"][lo:hi]), rngs, st["spec"], pool=st["images"],
-                        pool_index=st["rank"][lo:hi], pool_order=st["order"])
+                        pool_index=st["rank"][lo:hi], pool_order=st["order"],
+                        points=None if st["points"] is None else st["points"][lo:hi])
     st["out"][lo:hi], st["masks"][lo:hi] = occ.images, occ.masks
     return occ.types, occ.styles, occ.target_ratios
 
@@ -195,14 +214,17 @@ def resolve_workers(workers: int, n: int) -> int:
 
 
 def occlude_images(images: np.ndarray, ids: Sequence[str], seed: int, spec: OcclusionSpec,
-                   purpose: str = "occlude", workers: int = 1, chunk: int = 2048) -> Occlusion:
+                   purpose: str = "occlude", workers: int = 1, chunk: int = 2048,
+                   points: np.ndarray | None = None) -> Occlusion:
     """Occlude a whole store: image ``i`` uses ``item_rng(seed, ids[i], purpose)``.
 
     Each image's result is the same for any ``workers``, ``chunk`` or order of the store
     (texture patches come from the whole of ``images``, chosen by id rank). Workers are forked
     processes, each handling contiguous chunks and writing into shared output arrays.
+    ``points``: each image's own landmarks, N×4×2 (see :func:`occlude_batch`).
     """
     n = len(images)
+    points = _checked_points(points, n)
     bounds = [(lo, min(n, lo + chunk)) for lo in range(0, n, chunk)]
     ids = [str(i) for i in ids]
     order = np.argsort(np.asarray(ids, dtype=object), kind="stable") if n else np.zeros(0, int)
@@ -211,7 +233,8 @@ def occlude_images(images: np.ndarray, ids: Sequence[str], seed: int, spec: Occl
     parallel = workers > 1 and len(bounds) > 1 and "fork" in mp.get_all_start_methods()
     make = _shared if parallel else np.empty
     _STATE.update(images=images, ids=ids, seed=seed, spec=spec, purpose=purpose, order=order,
-                  rank=rank, out=make(images.shape, np.uint8), masks=make(images.shape, bool))
+                  rank=rank, points=points, out=make(images.shape, np.uint8),
+                  masks=make(images.shape, bool))
     try:
         if parallel:
             with mp.get_context("fork").Pool(workers, initializer=ignore_interrupt) as p:
@@ -233,16 +256,23 @@ class OcclusionAugment:
     occludes a batch, each image with probability ``p``, image ``indices[i]`` drawing from
     ``item_rng(seed, f"{indices[i]}@{epoch}", "augment")`` so that an epoch is reproducible and
     differs from the last. ``pool`` (e.g. the training images) supplies texture patches; by
-    default the batch itself does.
+    default the batch itself does. ``points`` (M×4×2, see :func:`occlude_batch`): each image's
+    own landmarks, row ``indices[i]`` for image ``i`` of a batch (e.g. the training rows'
+    detected keypoints, NaN where a row has none).
     """
 
     def __init__(self, cfg, seed: int, p: float = 1.0,  # noqa: ANN001 - OcclusionCfg or Spec
-                 pool: np.ndarray | None = None) -> None:
+                 pool: np.ndarray | None = None, points: np.ndarray | None = None) -> None:
         self.spec = cfg if isinstance(cfg, OcclusionSpec) else OcclusionSpec.from_cfg(cfg)
         self.seed, self.p, self.pool = seed, p, pool
+        self.points = None if points is None else _checked_points(points, len(points))
 
-    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return occlude_batch(np.asarray(image)[None], [rng], self.spec, pool=self.pool).images[0]
+    def __call__(self, image: np.ndarray, rng: np.random.Generator,
+                 points: np.ndarray | None = None) -> np.ndarray:
+        """One occluded face; ``points``: its own landmarks (4×2), if any."""
+        return occlude_batch(np.asarray(image)[None], [rng], self.spec, pool=self.pool,
+                             points=None if points is None else np.asarray(points)[None],
+                             ).images[0]
 
     def batch(self, images: np.ndarray, indices: Sequence[int], epoch: int = 0,
               ) -> tuple[np.ndarray, np.ndarray]:
@@ -255,7 +285,9 @@ class OcclusionAugment:
             rows = np.flatnonzero(chosen)
             pool, own = (self.pool, np.asarray(indices)[rows]) if self.pool is not None else (
                 images, rows)
+            given = (None if self.points is None
+                     else self.points[np.asarray(indices, dtype=np.int64)[rows]])
             occ = occlude_batch(images[rows], [rngs[i] for i in rows], self.spec, pool=pool,
-                                pool_index=own)
+                                pool_index=own, points=given)
             out[rows], masks[rows] = occ.images, occ.masks
         return out, masks

@@ -20,13 +20,15 @@ from occlufer.viz import image_grid
 
 
 def type_grid(images: np.ndarray, seed: int, spec: OcclusionSpec,
-              types: Sequence[str] | None = None, scale: int = 2) -> Image.Image:
-    """Row 0: the clean faces; then one row per type, each face occluded by that type."""
+              types: Sequence[str] | None = None, scale: int = 2,
+              points: np.ndarray | None = None) -> Image.Image:
+    """Row 0: the clean faces; then one row per type, each face occluded by that type
+    (``points``: the faces' own landmarks, see :func:`~.engine.occlude_batch`)."""
     types = list(types or spec.types)
     rows, labels = [list(images)], ["clean"]
     for kind in types:
         rngs = [item_rng(seed, f"preview-{i}", f"preview:{kind}") for i in range(len(images))]
-        occ = occlude_batch(images, rngs, spec.only(kind))
+        occ = occlude_batch(images, rngs, spec.only(kind), points=points)
         rows.append(list(occ.images))
         labels.append(kind)
     return image_grid(rows, labels, scale=scale, label_width=95)

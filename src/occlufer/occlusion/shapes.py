@@ -27,6 +27,11 @@ N_UNIFORMS = 40
 _ANGLES = 256  # radial profile resolution
 
 
+#: the points an image may give for itself (``given`` of :func:`landmarks`), in this order
+POINTS: tuple[str, ...] = ("left_eye", "right_eye", "nose", "mouth")
+MIN_EYE_GAP = 0.05  # given eyes closer than this (or swapped): the canonical eyes are used
+
+
 @dataclass(frozen=True)
 class Landmarks:
     """Canonical points of an aligned crop, fractions of the side (see ``LandmarksCfg``)."""
@@ -55,22 +60,59 @@ class Points:
     fw: np.ndarray
 
 
-def landmarks(lm: Landmarks, u: np.ndarray) -> Points:
-    """Shift all points by up to ``jitter`` and scale them about the centre by 1 ± jitter."""
+def landmarks(lm: Landmarks, u: np.ndarray, given: np.ndarray | None = None) -> Points:
+    """Shift all points by up to ``jitter`` and scale them about the centre by 1 ± jitter.
+
+    ``given`` (B×4×2, :data:`POINTS` order, ``[x, y]`` fractions of the side, NaN = not given):
+    an image's own points, e.g. a photo's detected keypoints, in place of the canonical ones
+    before the jitter. The eyes count as a pair (both given, left of right by at least
+    :data:`MIN_EYE_GAP`); the brows move with them and the face width scales with their
+    distance. A row that gives no point comes out exactly as without ``given``.
+    """
     j = lm.jitter
     dx, dy = (j * (2 * u[:, 0] - 1))[:, None, None], (j * (2 * u[:, 1] - 1))[:, None, None]
     s = (1 + j * (2 * u[:, 2] - 1))[:, None, None]
 
-    def px(v: float) -> np.ndarray:
+    def px(v: float | np.ndarray) -> np.ndarray:
         return 0.5 + s * (v - 0.5) + dx
 
-    def py(v: float) -> np.ndarray:
+    def py(v: float | np.ndarray) -> np.ndarray:
         return 0.5 + s * (v - 0.5) + dy
 
     ey = (lm.left_eye[1] + lm.right_eye[1]) / 2
     pts = [px(lm.left_eye[0]), px(lm.right_eye[0]), py(ey), px(lm.nose[0]), py(lm.nose[1]),
            px(lm.mouth[0]), py(lm.mouth[1]), py(lm.brows), s * lm.face_width]
+    own = None if given is None else _own_points(lm, np.asarray(given, dtype=np.float64))
+    if own is not None:
+        rows, (lex, rex, eye_y, nx, ny, mx, my, by, width) = own
+        mine = [px(lex), px(rex), py(eye_y), px(nx), py(ny), px(mx), py(my), py(by),
+                s * lm.face_width * width]
+        pts = [np.where(rows, m, p) for m, p in zip(mine, pts, strict=True)]
     return Points(*(p.astype(np.float32) for p in pts))
+
+
+def _own_points(lm: Landmarks, given: np.ndarray,
+                ) -> tuple[np.ndarray, list[np.ndarray]] | None:
+    """(rows that give a point, B×1×1 each; their points before the jitter, B×1×1 each: eye
+    x left and right, eye y, nose x y, mouth x y, brows y, face width relative to the
+    canonical), canonical where a row gives none; None when no row gives any."""
+    if given.ndim != 3 or given.shape[1:] != (len(POINTS), 2):
+        raise ValueError(f"given landmarks must be B×{len(POINTS)}×2 ({', '.join(POINTS)}; "
+                         f"x, y), got shape {given.shape}")
+    has = np.isfinite(given).all(axis=2)
+    if not has.any():
+        return None
+    canonical = np.array([lm.left_eye, lm.right_eye, lm.nose, lm.mouth], dtype=np.float64)
+    v = np.where(has[..., None], given, canonical)
+    eyes = has[:, 0] & has[:, 1] & (v[:, 1, 0] - v[:, 0, 0] >= MIN_EYE_GAP)
+    v[:, :2] = np.where(eyes[:, None, None], v[:, :2], canonical[:2])
+    eye_y = (v[:, 0, 1] + v[:, 1, 1]) / 2
+    span = lm.right_eye[0] - lm.left_eye[0]
+    width = (v[:, 1, 0] - v[:, 0, 0]) / span if span > 0 else np.ones(len(v))
+    by = lm.brows + (eye_y - (lm.left_eye[1] + lm.right_eye[1]) / 2)
+    cols = [v[:, 0, 0], v[:, 1, 0], eye_y, v[:, 2, 0], v[:, 2, 1], v[:, 3, 0], v[:, 3, 1], by,
+            width]
+    return has.any(axis=1)[:, None, None], [c[:, None, None] for c in cols]
 
 
 @lru_cache(maxsize=8)

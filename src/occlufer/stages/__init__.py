@@ -5,13 +5,14 @@ Run one with ``python -m occlufer.stages.<stage>`` from the repository root (``d
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from occlufer.errors import OccluferError
+from occlufer.jsonio import write_json  # re-exported: its home is occlufer.jsonio
+
+__all__ = ["run_stage", "write_json"]
 
 
 def run_stage(name: str, work: Callable[[], Any]) -> None:
@@ -24,8 +25,3 @@ def run_stage(name: str, work: Callable[[], Any]) -> None:
     except KeyboardInterrupt:
         print(f"occlufer {name}: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Pretty, stable JSON (sorted keys) for small stage outputs."""
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")

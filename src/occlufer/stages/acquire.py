@@ -14,10 +14,11 @@ from pathlib import Path
 import pandas as pd
 
 from occlufer.config import Params, load_params
-from occlufer.data.readers import EXCLUDED, Acquired, AcquireError, read_source
+from occlufer.data.readers import EXCLUDED, Acquired, AcquireError, no_keypoints, read_source
 from occlufer.data.store import Store, read_store, write_store
 from occlufer.data.synthetic import SyntheticSpec, generate, preview_grid
-from occlufer.stages import run_stage, write_json
+from occlufer.jsonio import write_json
+from occlufer.stages import run_stage
 
 OUT = Path("data/acquired")
 
@@ -36,6 +37,7 @@ def synthetic(params: Params, out: Path) -> Acquired:
         "source": "synthetic",
         "source_path": "",
         "source_split": "",
+        **no_keypoints(n),
     })
     write_store(out, Store(images, manifest))
     return Acquired(manifest, [], n)

@@ -1,5 +1,6 @@
 """Training: the epoch loop, augmentation, checkpoints and the distributed launch."""
 
+from occlufer.devices import resolve_device
 from occlufer.training.augment import TrainArrays, source_rows
 from occlufer.training.loop import (
     EpochStats,
@@ -9,7 +10,6 @@ from occlufer.training.loop import (
     evaluate,
     fit,
     predict_logits,
-    resolve_device,
 )
 
 __all__ = ["EpochStats", "FitResult", "TrainArrays", "TrainState", "ValArrays", "evaluate", "fit",

@@ -34,7 +34,9 @@ class TrainArrays:
     """The training rows: images, labels, which rows are occluded copies, and their sources.
 
     ``source[i]`` is the row of occluded row ``i``'s clean face (``-1`` for clean rows and for
-    occluded rows whose clean face is not in the set); ``masks`` are the recorded occlusion masks.
+    occluded rows whose clean face is not in the set); ``masks`` are the recorded occlusion masks;
+    ``points`` each row's detected keypoints (N×4×2, NaN where it has none; None: no row has
+    any), where fresh occlusions place the region occluders.
     """
 
     images: np.ndarray
@@ -42,6 +44,7 @@ class TrainArrays:
     occluded: np.ndarray
     source: np.ndarray
     masks: np.ndarray | None = None
+    points: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -71,11 +74,13 @@ class BatchSource(torch.utils.data.Dataset):
         self.data, self.plan, self.epoch, self.seed, self.aug = data, plan, epoch, seed, aug
         self._ahead: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self.fresh = self.extra = None
+        points = data.points if getattr(occlusion, "keypoints", False) else None
         if occlusion is not None and aug.fresh_occlusion:
-            self.fresh = OcclusionAugment(occlusion, seed, p=1.0, pool=data.images)
+            self.fresh = OcclusionAugment(occlusion, seed, p=1.0, pool=data.images,
+                                          points=points)
         if occlusion is not None and aug.occlude_clean > 0:
             self.extra = OcclusionAugment(occlusion, seed + 1, p=aug.occlude_clean,
-                                          pool=data.images)
+                                          pool=data.images, points=points)
 
     def __len__(self) -> int:
         return len(self.plan)

@@ -27,8 +27,8 @@ import torch
 from torch import nn
 
 from occlufer.errors import OccluferError
+from occlufer.inference.predictor import resolve_model_file
 from occlufer.models import MODELS
-from occlufer.models.refs import resolve_model_file
 
 if TYPE_CHECKING:
     from occlufer.config import Params

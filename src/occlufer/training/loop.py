@@ -24,7 +24,6 @@ from torch import nn
 from tqdm import tqdm
 
 from occlufer.config import ModelCfg, OcclusionCfg, TrainCfg
-from occlufer.errors import OccluferError
 from occlufer.preprocess import to_input, tta_views
 from occlufer.training.augment import (
     BatchSource,
@@ -98,16 +97,6 @@ class FitResult:
     history: list[EpochStats]
     best_epoch: int
     best_score: float
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise OccluferError("train.device = cuda but no CUDA device is visible; "
-                            "use train.device=auto or cpu")
-    return torch.device(name)
 
 
 def _optimizer(model: nn.Module, cfg: TrainCfg) -> torch.optim.Optimizer:
@@ -266,6 +255,129 @@ _MONITOR_FIELD = {"val/acc": "val_acc", "val_occluded/acc": "val_occluded_acc",
                   "val_mixed/acc": "val_mixed_acc"}
 
 
+@dataclass
+class Selection:
+    """The best epoch by ``monitor`` (higher is better; its weights kept) and early stopping
+    after ``patience`` epochs without a better one (0: never)."""
+
+    monitor: str
+    patience: int = 0
+    best_epoch: int = 0
+    best_score: float = -math.inf
+    best_model: dict[str, Any] | None = None
+    bad: int = 0
+
+    def update(self, stats: EpochStats, model: nn.Module) -> None:
+        score = getattr(stats, _MONITOR_FIELD[self.monitor])
+        if score > self.best_score:
+            self.best_epoch, self.best_score, self.bad = stats.epoch, score, 0
+            self.best_model = copy.deepcopy(model.state_dict())
+        else:
+            self.bad += 1
+
+    @property
+    def stop(self) -> bool:
+        return self.patience > 0 and self.bad >= self.patience
+
+
+def batches(train: TrainArrays, cfg: TrainCfg, seed: int, epoch: int, rank: int = 0,
+            world: int = 1) -> list[np.ndarray]:
+    """The epoch's batches of row indices (this process's share; pairs with ``train.pair``)."""
+    if cfg.pair:
+        return paired_plan(train.source, cfg.batch_size, seed, epoch, rank, world)
+    return epoch_plan(len(train), cfg.batch_size, seed, epoch, rank, world)
+
+
+@dataclass
+class Stepper:
+    """What every optimisation step of a fit uses (:func:`train_one_epoch`)."""
+
+    net: nn.Module          # the model, or its DDP wrapper
+    model: nn.Module        # the model itself (its ``aux_loss``)
+    train: TrainArrays
+    cfg: TrainCfg
+    occlusion: OcclusionCfg | None
+    seed: int
+    device: torch.device
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    loss_fn: nn.Module
+    mask_weight: float
+    amp: torch.dtype | None
+    ema: WeightEma | None
+    rank: int = 0
+    world: int = 1
+
+
+
+@dataclass
+class EpochTotals:
+    """One epoch's training sums over all processes."""
+
+    loss: float
+    correct: int
+    seen: int
+    consistency: float
+
+
+def train_one_epoch(s: Stepper, epoch: int) -> EpochTotals:
+    """One pass over the epoch's plan: fresh occlusions and augmentation drawn from
+    ``(seed, epoch, batch)``, forward, loss (+ mask and consistency terms), step, EMA."""
+    cfg, train, seed, rank, world, device = s.cfg, s.train, s.seed, s.rank, s.world, s.device
+    torch.manual_seed(batch_seed(seed, epoch, rank, 1))  # dropout draws
+    plan = batches(train, cfg, seed, epoch, rank, world)
+    aug = ramped(cfg.augment, epoch)
+    source = BatchSource(train, plan, epoch, seed, aug, s.occlusion)
+    cuda = device.type == "cuda"
+    loader = torch.utils.data.DataLoader(
+        source, batch_size=None, shuffle=False, num_workers=cfg.workers,
+        pin_memory=cuda, persistent_workers=False,
+        prefetch_factor=4 if cfg.workers else None)
+    # summed on the device: a .item() per step would make every step wait for the GPU
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    hits = torch.zeros((), dtype=torch.int64, device=device)
+    cons_sum = torch.zeros((), dtype=torch.float64, device=device)
+    seen = 0
+    bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", disable=None, leave=False)
+    for b, (images, labels, masks) in enumerate(bar):
+        x = to_input(images.to(device, non_blocking=True))
+        y = labels.to(device, non_blocking=True)
+        m = masks.to(device, non_blocking=True).float().unsqueeze(1)
+        pairs = pairs_in(plan[b], train.source) if cfg.pair else 0
+        x, m = warp(x, m, aug, batch_seed(seed, epoch, b * world + rank, 2), pairs)
+        mixed = mix_batch(x, m, cfg.mix, cfg.mix_prob, cfg.mix_alpha,
+                          batch_seed(seed, epoch, b * world + rank, 3))
+        x, m = mixed.x, mixed.masks
+        if s.amp is not None:
+            x = x.contiguous(memory_format=torch.channels_last)
+        s.optimizer.zero_grad(set_to_none=True)
+        ctx = (torch.autocast(device.type, dtype=s.amp) if s.amp is not None
+               else contextlib.nullcontext())
+        with ctx:
+            logits = s.net(x)
+            loss = s.loss_fn(logits.float(), y)
+            if mixed.perm is not None:
+                loss = (mixed.lam * loss
+                        + (1 - mixed.lam) * s.loss_fn(logits.float(), y[mixed.perm]))
+            if s.mask_weight > 0:
+                loss = loss + s.mask_weight * s.model.aux_loss(m.squeeze(1))
+            if pairs and cfg.consistency > 0:
+                cons = consistency_loss(logits, pairs, cfg.consistency_temperature)
+                loss = loss + cfg.consistency * cons
+                cons_sum += cons.detach().double() * len(y)
+        loss.backward()
+        s.optimizer.step()
+        s.scheduler.step()
+        if s.ema is not None:
+            s.ema.update()
+        loss_sum += loss.detach().double() * len(y)
+        hits += (logits.argmax(1) == y).sum()
+        seen += len(y)
+    total_loss, correct, seen, cons_total = _all_sum(
+        [float(loss_sum), int(hits), seen, float(cons_sum)], device)
+    return EpochTotals(total_loss, int(correct), int(seen), cons_total)
+
+
 def fit(model: nn.Module, train: TrainArrays, val: ValArrays, cfg: TrainCfg,
         model_cfg: ModelCfg, occlusion: OcclusionCfg | None, seed: int, device: torch.device,
         *, state: TrainState | None = None,
@@ -277,7 +389,7 @@ def fit(model: nn.Module, train: TrainArrays, val: ValArrays, cfg: TrainCfg,
     the state to checkpoint; ``before_epoch(epoch)`` runs at the start of every epoch, after the
     model is put in training mode (e.g. :func:`occlufer.training.init.trunk_freezer`; it must
     depend on the epoch alone, so that a resumed run does the same). Stops early after
-    ``cfg.early_stopping`` epochs without a better ``cfg.monitor``.
+    ``cfg.early_stopping`` epochs without a better ``cfg.monitor`` (:class:`Selection`).
     """
     rank, world = _world()
     cuda = device.type == "cuda"
@@ -292,30 +404,27 @@ def fit(model: nn.Module, train: TrainArrays, val: ValArrays, cfg: TrainCfg,
         net = nn.parallel.DistributedDataParallel(  # a hook may freeze parameters
             model, device_ids=[device.index] if cuda else None,
             find_unused_parameters=before_epoch is not None)
-
-    def plan_of(epoch: int) -> list[np.ndarray]:
-        if cfg.pair:
-            return paired_plan(train.source, cfg.batch_size, seed, epoch, rank, world)
-        return epoch_plan(len(train), cfg.batch_size, seed, epoch, rank, world)
-
-    steps_per_epoch = len(plan_of(1))
-    optimizer = _optimizer(model, cfg)
-    scheduler = _scheduler(optimizer, cfg, steps_per_epoch)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    mask_weight = model_cfg.mask_loss if hasattr(model, "aux_loss") else 0.0
-    monitor = _MONITOR_FIELD[cfg.monitor]
     ema = WeightEma(model, cfg.ema) if cfg.ema > 0 else None
+    optimizer = _optimizer(model, cfg)
+    steps_per_epoch = len(batches(train, cfg, seed, 1, rank, world))
+    s = Stepper(net=net, model=model, train=train, cfg=cfg, occlusion=occlusion, seed=seed,
+                device=device, optimizer=optimizer,
+                scheduler=_scheduler(optimizer, cfg, steps_per_epoch),
+                loss_fn=nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
+                mask_weight=model_cfg.mask_loss if hasattr(model, "aux_loss") else 0.0,
+                amp=amp, ema=ema, rank=rank, world=world)
     kept = ema.model if ema is not None else model  # what is evaluated, selected and saved
 
     history: list[EpochStats] = []
-    best_epoch, best_score, best_model, bad, start = 0, -math.inf, None, 0, 1
+    sel, start = Selection(cfg.monitor, cfg.early_stopping), 1
     if state is not None:
         model.load_state_dict(state.model)
-        optimizer.load_state_dict(state.optimizer)
-        scheduler.load_state_dict(state.scheduler)
+        s.optimizer.load_state_dict(state.optimizer)
+        s.scheduler.load_state_dict(state.scheduler)
         history = [EpochStats(**h) for h in state.history]
-        best_epoch, best_score, best_model = state.best_epoch, state.best_score, state.best_model
-        bad, start = state.extra.get("bad_epochs", 0), state.epoch + 1
+        sel.best_epoch, sel.best_score, sel.best_model = (state.best_epoch, state.best_score,
+                                                          state.best_model)
+        sel.bad, start = state.extra.get("bad_epochs", 0), state.epoch + 1
         if ema is not None:
             ema.load(state.extra["ema"])
         if state.stopped:
@@ -325,88 +434,36 @@ def fit(model: nn.Module, train: TrainArrays, val: ValArrays, cfg: TrainCfg,
         net.train()
         if before_epoch is not None:
             before_epoch(epoch)
-        torch.manual_seed(batch_seed(seed, epoch, rank, 1))  # dropout draws
-        plan = plan_of(epoch)
-        aug = ramped(cfg.augment, epoch)
-        source = BatchSource(train, plan, epoch, seed, aug, occlusion)
-        loader = torch.utils.data.DataLoader(
-            source, batch_size=None, shuffle=False, num_workers=cfg.workers,
-            pin_memory=cuda, persistent_workers=False,
-            prefetch_factor=4 if cfg.workers else None)
-        # summed on the device: a .item() per step would make every step wait for the GPU
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        hits = torch.zeros((), dtype=torch.int64, device=device)
-        cons_sum = torch.zeros((), dtype=torch.float64, device=device)
-        seen, t0 = 0, time.perf_counter()
-        bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", disable=None, leave=False)
-        for b, (images, labels, masks) in enumerate(bar):
-            x = to_input(images.to(device, non_blocking=True))
-            y = labels.to(device, non_blocking=True)
-            m = masks.to(device, non_blocking=True).float().unsqueeze(1)
-            pairs = pairs_in(plan[b], train.source) if cfg.pair else 0
-            x, m = warp(x, m, aug, batch_seed(seed, epoch, b * world + rank, 2), pairs)
-            mixed = mix_batch(x, m, cfg.mix, cfg.mix_prob, cfg.mix_alpha,
-                              batch_seed(seed, epoch, b * world + rank, 3))
-            x, m = mixed.x, mixed.masks
-            if amp is not None:
-                x = x.contiguous(memory_format=torch.channels_last)
-            optimizer.zero_grad(set_to_none=True)
-            ctx = (torch.autocast(device.type, dtype=amp) if amp is not None
-                   else contextlib.nullcontext())
-            with ctx:
-                logits = net(x)
-                loss = loss_fn(logits.float(), y)
-                if mixed.perm is not None:
-                    loss = (mixed.lam * loss
-                            + (1 - mixed.lam) * loss_fn(logits.float(), y[mixed.perm]))
-                if mask_weight > 0:
-                    loss = loss + mask_weight * model.aux_loss(m.squeeze(1))
-                if pairs and cfg.consistency > 0:
-                    cons = consistency_loss(logits, pairs, cfg.consistency_temperature)
-                    loss = loss + cfg.consistency * cons
-                    cons_sum += cons.detach().double() * len(y)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            if ema is not None:
-                ema.update()
-            loss_sum += loss.detach().double() * len(y)
-            hits += (logits.argmax(1) == y).sum()
-            seen += len(y)
-        total_loss, correct, seen, cons_total = _all_sum(
-            [float(loss_sum), int(hits), seen, float(cons_sum)], device)
+        t0 = time.perf_counter()
+        tot = train_one_epoch(s, epoch)
         elapsed = time.perf_counter() - t0
         v = evaluate(kept, val, max(256, cfg.batch_size), device, cfg.tta_flip,
                      cfg.label_smoothing)
-        stats = EpochStats(epoch=epoch, train_loss=total_loss / max(seen, 1),
-                           train_acc=correct / max(seen, 1), lr=scheduler.get_last_lr()[0],
-                           img_per_s=seen / elapsed, seconds=time.perf_counter() - t0,
-                           train_consistency=cons_total / max(seen, 1), **v)
+        stats = EpochStats(epoch=epoch, train_loss=tot.loss / max(tot.seen, 1),
+                           train_acc=tot.correct / max(tot.seen, 1),
+                           lr=s.scheduler.get_last_lr()[0], img_per_s=tot.seen / elapsed,
+                           seconds=time.perf_counter() - t0,
+                           train_consistency=tot.consistency / max(tot.seen, 1), **v)
         history.append(stats)
-        score = getattr(stats, monitor)
-        if score > best_score:
-            best_epoch, best_score, bad = epoch, score, 0
-            best_model = copy.deepcopy(kept.state_dict())
-        else:
-            bad += 1
-        stop = cfg.early_stopping > 0 and bad >= cfg.early_stopping
+        sel.update(stats, kept)
         if rank == 0:
             print(f"epoch {epoch}/{cfg.epochs}: train loss {stats.train_loss:.4f} acc "
                   f"{stats.train_acc:.3f} | val acc {stats.val_acc:.3f} occluded "
                   f"{stats.val_occluded_acc:.3f} | {stats.img_per_s:.0f} img/s"
-                  + (" *" if best_epoch == epoch else ""), flush=True)
+                  + (" *" if sel.best_epoch == epoch else ""), flush=True)
         if on_epoch is not None:
             on_epoch(stats, TrainState(
-                epoch=epoch, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                scheduler=scheduler.state_dict(), history=[asdict(h) for h in history],
-                best_epoch=best_epoch, best_score=best_score, best_model=best_model,
-                extra={"bad_epochs": bad, "stopped": stop,
+                epoch=epoch, model=model.state_dict(), optimizer=s.optimizer.state_dict(),
+                scheduler=s.scheduler.state_dict(), history=[asdict(h) for h in history],
+                best_epoch=sel.best_epoch, best_score=sel.best_score,
+                best_model=sel.best_model,
+                extra={"bad_epochs": sel.bad, "stopped": sel.stop,
                        **({"ema": ema.state()} if ema is not None else {})}))
-        if stop:
+        if sel.stop:
             if rank == 0:
-                print(f"early stopping: no better {cfg.monitor} for {bad} epochs "
-                      f"(best {best_score:.4f} at epoch {best_epoch})", flush=True)
+                print(f"early stopping: no better {cfg.monitor} for {sel.bad} epochs "
+                      f"(best {sel.best_score:.4f} at epoch {sel.best_epoch})", flush=True)
             break
-    if best_model is not None:
-        model.load_state_dict(best_model)
-    return FitResult(history=history, best_epoch=best_epoch, best_score=best_score)
+    if sel.best_model is not None:
+        model.load_state_dict(sel.best_model)
+    return FitResult(history=history, best_epoch=sel.best_epoch, best_score=sel.best_score)

@@ -216,7 +216,7 @@ def _read_meta(name: str, pt: Path) -> dict[str, Any]:
 
 def preprocessing(image_size: int) -> dict[str, Any]:
     """What a model of this occlufer expects (:func:`occlufer.preprocess.to_input`)."""
-    from occlufer.inference.photos import FACE_MARGIN, FACE_MIN_SIZE
+    from occlufer.data.faces import FACE_MARGIN, FACE_MIN_SIZE
     from occlufer.preprocess import MEAN, STD
 
     return {"input": f"uint8 grayscale face crop, {image_size}×{image_size}, one per face",

@@ -1,0 +1,74 @@
+"""A train run's model and outputs: build (and initialise) the model, write ``models/``.
+
+``models/`` holds ``model.pt`` (the selected epoch's weights + classes, size, architecture,
+test-time views) and ``history.csv`` (one row per epoch, DVC plots) — byte-identical between
+executions of the same params and data on one machine: the per-execution values
+(:data:`TIMING_METRICS`) stay out of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from occlufer.config import Params
+from occlufer.models import build_model, save_model
+from occlufer.training.init import init_model
+from occlufer.training.loop import EpochStats, FitResult
+
+#: per-epoch metrics that vary per execution: logged to MLflow, left out of ``history.csv``
+TIMING_METRICS = ("train/img_per_s", "train/epoch_seconds")
+
+
+@dataclass
+class TrainJob:
+    """The model to fit and what :func:`write_outputs` records about it."""
+
+    model: nn.Module
+    classes: list[str]
+    image_size: int
+    arch: dict[str, Any]
+    before_epoch: Callable[[int], None] | None  # the trunk freezer of ``train.init_from``
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+
+def prepare(params: Params, classes: Sequence[str], image_size: int,
+            init_file: Path | None = None, *, print_: bool = True) -> TrainJob:
+    """``model.name`` built with a seeded initialisation, then loaded from ``train.init_from``
+    (resolved to ``init_file``) when that is set."""
+    arch = {"width": params.model.width, "blocks": params.model.blocks}
+    torch.manual_seed(params.seed)
+    model = build_model(params.model.name, num_classes=len(classes), image_size=image_size,
+                        dropout=params.model.dropout, **arch)
+    before_epoch = init_model(model, params, list(classes), image_size, init_file,
+                              print_=print_)
+    return TrainJob(model, list(classes), image_size, arch, before_epoch)
+
+
+def history_frame(history: list[EpochStats]) -> pd.DataFrame:
+    """``history.csv``: one row per epoch, every metric but the timings (:data:`TIMING_METRICS`,
+    which differ between executions and stay in MLflow), so that the file is reproducible."""
+    return pd.DataFrame([{"epoch": h.epoch, **{k: v for k, v in h.metrics().items()
+                                               if k not in TIMING_METRICS}} for h in history])
+
+
+def write_outputs(out: Path, job: TrainJob, params: Params, result: FitResult) -> Path:
+    """``out/model.pt`` (the fitted model, on the CPU) and ``out/history.csv``; returns the
+    model file."""
+    cfg = params.train
+    job.model.cpu().eval()
+    out.mkdir(parents=True, exist_ok=True)
+    save_model(out / "model.pt", job.model, name=params.model.name, classes=job.classes,
+               image_size=job.image_size, dropout=params.model.dropout, arch=job.arch,
+               tta_flip=cfg.tta_flip, tta_shift=cfg.tta_shift, epoch=result.best_epoch)
+    history_frame(result.history).to_csv(out / "history.csv", index=False)
+    return out / "model.pt"
