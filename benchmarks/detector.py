@@ -72,24 +72,11 @@ def annotations(root: Path) -> tuple[dict[str, list[tuple[int, ...]]], dict[str,
     return boxes, eyes
 
 
-def _iou(a: tuple, b: tuple) -> float:
-    w = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
 def match(truth: list[tuple], found: list[tuple], at: float = 0.5) -> list[tuple[int, int]]:
     """(truth index, found index) pairs, greedy by IoU, each used once, IoU ≥ ``at``."""
-    pairs = sorted(((_iou(t, f), i, j) for i, t in enumerate(truth) for j, f in enumerate(found)),
-                   reverse=True)
-    used_t, used_f, out = set(), set(), []
-    for iou, i, j in pairs:
-        if iou >= at and i not in used_t and j not in used_f:
-            used_t.add(i)
-            used_f.add(j)
-            out.append((i, j))
-    return out
+    from occlufer.data.detectors import greedy_matches
+
+    return greedy_matches(truth, found, at)
 
 
 def accuracy(name: str, root: Path, min_face: int) -> dict[str, float]:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
@@ -160,14 +160,39 @@ def _anchors(grid: int) -> np.ndarray:
     return (np.stack([xx, yy], -1).reshape(-1, 2).astype(np.float32) + 0.5) / grid
 
 
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one x1, y1, x2, y2 box with each of ``boxes``."""
+def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one x1, y1, x2, y2 box with each of ``boxes`` (K×4); 0 where both are empty."""
+    box, boxes = np.asarray(box), np.asarray(boxes)
     w = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
     h = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
     inter = w * h
     area = (box[2] - box[0]) * (box[3] - box[1])
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     return inter / np.maximum(area + areas - inter, 1e-9)
+
+
+def greedy_matches(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]],
+                   at: float) -> list[tuple[int, int]]:
+    """(index in ``a``, index in ``b``) pairs of x1, y1, x2, y2 boxes, best IoU first (ties by
+    index), each box used once, IoU ≥ ``at``: matching detections to annotated faces, or a
+    frame's faces to the tracks of the frames before."""
+    if not len(a) or not len(b):
+        return []
+    rows = np.asarray(b).reshape(-1, 4)
+    pairs = sorted(((float(o), i, j) for i, box in enumerate(a)
+                    for j, o in enumerate(box_iou(box, rows))),
+                   key=lambda p: (-p[0], p[1], p[2]))
+    used_a: set[int] = set()
+    used_b: set[int] = set()
+    out = []
+    for overlap, i, j in pairs:
+        if overlap < at:
+            break
+        if i not in used_a and j not in used_b:
+            used_a.add(i)
+            used_b.add(j)
+            out.append((i, j))
+    return out
 
 
 def weighted_nms(boxes: np.ndarray, scores: np.ndarray, keypoints: np.ndarray,
@@ -182,7 +207,7 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, keypoints: np.ndarray,
     for i in range(len(boxes)):
         if not left[i]:
             continue
-        group = left & (_iou(boxes[i], boxes) > iou)
+        group = left & (box_iou(boxes[i], boxes) > iou)
         group[i] = True
         left &= ~group
         w = scores[group]

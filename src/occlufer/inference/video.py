@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 
 from occlufer.data import faces as face_detection
-from occlufer.data.detectors import quiet_stderr
+from occlufer.data.detectors import greedy_matches, quiet_stderr
 from occlufer.data.images import Reject
 from occlufer.errors import OccluferError, first_line
 from occlufer.inference.photos import (
@@ -182,13 +182,10 @@ def analyse_frame(bgr: np.ndarray, search: FaceSearch) -> Analysed:
         return Analysed(empty, [], ERROR, f"failed: {type(exc).__name__}: {first_line(exc)}")
 
 
-def iou(a: Box, b: Box) -> float:
-    """Intersection over union of two (x, y, w, h) boxes."""
-    w = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    h = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
+def _corners(box: Box) -> tuple[int, int, int, int]:
+    """(x, y, w, h) → (x1, y1, x2, y2)."""
+    x, y, w, h = box
+    return x, y, x + w, y + h
 
 
 class IouTracker:
@@ -204,16 +201,13 @@ class IouTracker:
 
     def update(self, boxes: Sequence[Box]) -> list[int]:
         """Track ids of one sampled frame's ``boxes`` (no boxes: every track missed it)."""
-        pairs = sorted(((iou(box, b), tid, j) for tid, (box, _) in self.live.items()
-                        for j, b in enumerate(boxes)), key=lambda p: (-p[0], p[1], p[2]))
+        tids = sorted(self.live)
         ids: list[int | None] = [None] * len(boxes)
         used: set[int] = set()
-        for overlap, tid, j in pairs:
-            if overlap < self.threshold:
-                break
-            if tid not in used and ids[j] is None:
-                ids[j] = tid
-                used.add(tid)
+        for i, j in greedy_matches([_corners(self.live[t][0]) for t in tids],
+                                   [_corners(b) for b in boxes], self.threshold):
+            ids[j] = tids[i]
+            used.add(tids[i])
         for j, tid in enumerate(ids):
             if tid is None:
                 ids[j], self.next_id = self.next_id, self.next_id + 1

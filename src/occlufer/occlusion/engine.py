@@ -267,12 +267,8 @@ class OcclusionAugment:
         self.seed, self.p, self.pool = seed, p, pool
         self.points = None if points is None else _checked_points(points, len(points))
 
-    def __call__(self, image: np.ndarray, rng: np.random.Generator,
-                 points: np.ndarray | None = None) -> np.ndarray:
-        """One occluded face; ``points``: its own landmarks (4×2), if any."""
-        return occlude_batch(np.asarray(image)[None], [rng], self.spec, pool=self.pool,
-                             points=None if points is None else np.asarray(points)[None],
-                             ).images[0]
+    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return occlude_batch(np.asarray(image)[None], [rng], self.spec, pool=self.pool).images[0]
 
     def batch(self, images: np.ndarray, indices: Sequence[int], epoch: int = 0,
               ) -> tuple[np.ndarray, np.ndarray]:

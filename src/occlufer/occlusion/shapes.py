@@ -67,7 +67,8 @@ def landmarks(lm: Landmarks, u: np.ndarray, given: np.ndarray | None = None) -> 
     an image's own points, e.g. a photo's detected keypoints, in place of the canonical ones
     before the jitter. The eyes count as a pair (both given, left of right by at least
     :data:`MIN_EYE_GAP`); the brows move with them and the face width scales with their
-    distance. A row that gives no point comes out exactly as without ``given``.
+    distance. A row that gives no point comes out exactly as without ``given``. Its shape is
+    checked where points enter the engine (:func:`~occlufer.occlusion.engine.occlude_batch`).
     """
     j = lm.jitter
     dx, dy = (j * (2 * u[:, 0] - 1))[:, None, None], (j * (2 * u[:, 1] - 1))[:, None, None]
@@ -96,9 +97,6 @@ def _own_points(lm: Landmarks, given: np.ndarray,
     """(rows that give a point, B×1×1 each; their points before the jitter, B×1×1 each: eye
     x left and right, eye y, nose x y, mouth x y, brows y, face width relative to the
     canonical), canonical where a row gives none; None when no row gives any."""
-    if given.ndim != 3 or given.shape[1:] != (len(POINTS), 2):
-        raise ValueError(f"given landmarks must be B×{len(POINTS)}×2 ({', '.join(POINTS)}; "
-                         f"x, y), got shape {given.shape}")
     has = np.isfinite(given).all(axis=2)
     if not has.any():
         return None

@@ -86,14 +86,14 @@ def train(params: Params, src: Path = SRC, out: Path = OUT) -> list[EpochStats]:
         if lead:
             model_file = write_outputs(out, job, params, result)
             tracking.tag_model(model_file)  # validate finds this run by the model's bytes
-            _log_result(result.history, result.best_epoch)
+            seconds = _log_result(result.history, result.best_epoch)
             if cfg.log_model:  # the pyfunc model: preprocessing + classes, servable by MLflow
                 log_pyfunc_model(model_file, cfg.registered_model_name,
                                  cfg.registered_model_alias)
             ckpt.unlink(missing_ok=True)
-            print(f"train: done in {sum(h.seconds for h in result.history):.1f} s, best epoch "
-                  f"{result.best_epoch} ({cfg.monitor} {result.best_score:.4f}), MLflow run "
-                  f"{run.info.run_id} -> {out}")
+            print(f"train: done in {seconds:.1f} s, best epoch {result.best_epoch} "
+                  f"({cfg.monitor} {result.best_score:.4f}), MLflow run {run.info.run_id} "
+                  f"-> {out}")
     if ddp:
         dist.teardown()
     return result.history
@@ -108,13 +108,15 @@ def _announce(params: Params, n_par: int, n_train: int, n_val: int, n_classes: i
           + (f"; resuming after epoch {state.epoch} from {ckpt}" if state else ""))
 
 
-def _log_result(history: list[EpochStats], best_epoch: int) -> None:
+def _log_result(history: list[EpochStats], best_epoch: int) -> float:
+    """Log the selected epoch's metrics and the training seconds (a resumed run's earlier
+    epochs too); returns those seconds."""
     best = next(h for h in history if h.epoch == best_epoch)
+    seconds = sum(h.seconds for h in history)
     tracking.log_metrics({"best/epoch": best.epoch, "best/val/acc": best.val_acc,
                           "best/val_occluded/acc": best.val_occluded_acc,
-                          "best/val_mixed/acc": best.val_mixed_acc,
-                          # a resumed run's earlier epochs too
-                          "train/seconds": sum(h.seconds for h in history)})
+                          "best/val_mixed/acc": best.val_mixed_acc, "train/seconds": seconds})
+    return seconds
 
 
 def _log_inputs(src: Path) -> None:
