@@ -133,6 +133,8 @@ def test_default_pipeline_reproduces_dvc_lock_in_a_fresh_clone(tmp_path: Path) -
     """``dvc repro`` of the default pipeline in a copy of this tree, ``dvc.lock`` committed
     there; then ``dvc repro`` in a fresh clone of that (no DVC cache, no MLflow store, no
     outputs) on the same machine: every stage's outs hash the same and ``git status`` is clean.
+    With ``portable: true`` they also hash as the repository's committed ``dvc.lock`` says,
+    which was written on whatever CPU the last commit of it ran on (docs/reproducibility.md).
     """
     from tests.test_pipeline_e2e import _copy_repo, _run
 
@@ -150,6 +152,12 @@ def test_default_pipeline_reproduces_dvc_lock_in_a_fresh_clone(tmp_path: Path) -
     assert sorted(want) == sorted(got) == sorted(stages)
     differ = {s: (want[s], got[s]) for s in stages if want[s] != got[s]}
     assert not differ, f"stage outs differ between two executions: {differ}"
+    committed = _lock_outs(ROOT)
+    assert yaml.safe_load((first / "params.yaml").read_text())["portable"] is True
+    moved = {s: (committed[s], got[s]) for s in stages if committed[s] != got[s]}
+    assert not moved, ("stage outs differ from the committed dvc.lock (portable: true should "
+                       "give the same bits on any x86-64 CPU; or dvc.lock is stale: run "
+                       f"`dvc repro` and commit it): {moved}")
     assert _git(clone, "status", "--porcelain") == ""
     # each execution has its own MLflow run, found by the model's content
     for repo in (first, clone):

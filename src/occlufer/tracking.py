@@ -35,6 +35,7 @@ MODEL_TAG = "occlufer.model_sha256"
 #: the machine a train run ran on (per execution: MLflow tags only, never DVC outputs)
 HOST_TAG = "occlufer.host"
 HARDWARE_TAG = "occlufer.hardware"  # JSON of occlufer.hardware.hardware()
+KERNELS_TAG = "occlufer.kernels"  # portable or this CPU's kernels (occlufer.kernels)
 #: the tag MLflow shows as a run's description
 NOTE_TAG = "mlflow.note.content"
 #: seconds an http(s) tracking server gets to answer :func:`check_server`
@@ -351,13 +352,15 @@ def tag_model(model_file: Path) -> str:
 
 
 def execution_tags() -> dict[str, str]:
-    """Where this execution runs: host name and hardware (:data:`HOST_TAG`,
-    :data:`HARDWARE_TAG`), tags of the run, never part of a DVC output."""
+    """Where this execution runs: host name, hardware and kernels (:data:`HOST_TAG`,
+    :data:`HARDWARE_TAG`, :data:`KERNELS_TAG`), tags of the run, never part of a DVC output."""
     import socket
 
+    from occlufer import kernels
     from occlufer.hardware import hardware
 
-    return {HOST_TAG: socket.gethostname(), HARDWARE_TAG: json.dumps(hardware(), sort_keys=True)}
+    return {HOST_TAG: socket.gethostname(), HARDWARE_TAG: json.dumps(hardware(), sort_keys=True),
+            KERNELS_TAG: kernels.describe()}
 
 
 def set_tags(tags: Mapping[str, str]) -> None:

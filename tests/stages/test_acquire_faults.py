@@ -19,15 +19,15 @@ from occlufer.config import dump_params
 _SLOW_ACQUIRE = """
 import sys, time
 from pathlib import Path
-import occlufer.data.readers as readers
+import occlufer.data.readers.image_folder as image_folder
 from occlufer.stages import acquire
-readers.CHUNK = 4
-decode = readers._decode
+image_folder.CHUNK = 4
+decode = image_folder._decode
 def slow(spec, path):
     Path(sys.argv[1]).touch()
     time.sleep(0.3)
     return decode(spec, path)
-readers._decode = slow
+image_folder._decode = slow
 acquire.main()
 """
 

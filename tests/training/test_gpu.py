@@ -32,7 +32,7 @@ def _model(params):
 
 def test_training_on_cuda_uses_bf16_and_channels_last(make_params, split_dir) -> None:
     params = make_params("model=occ_resnet", "model.width=8", "model.blocks=[1,1]",
-                         "train.epochs=2", "train.device=cuda", "train.amp=true",
+                         "train.epochs=2", "train.device=cuda", "train.amp=true", "portable=false",
                          "train.augment.fresh_occlusion=true", "train.pair=true",
                          "train.consistency=1")
     assert autocast_dtype(params.train, CUDA) is torch.bfloat16

@@ -110,7 +110,7 @@ def test_cpu_amp_trains_in_bf16_where_the_cpu_has_it(make_params, split_dir, mon
     from occlufer.training.loop import autocast_dtype, cpu_native_bf16
 
     params = make_params("model=compact", "model.width=8", "train.epochs=1",
-                         "train.cpu_amp=true")
+                         "train.cpu_amp=true", "portable=false")
     cpu = torch.device("cpu")
     assert autocast_dtype(replace(params.train, cpu_amp=False), cpu) is None
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
@@ -126,3 +126,20 @@ def test_cpu_amp_trains_in_bf16_where_the_cpu_has_it(make_params, split_dir, mon
     assert _same_weights(a, b)  # bf16 on the CPU is deterministic too
     assert not _same_weights(a, fp32)  # and really ran in bf16
     assert np.isfinite(result.history[0].train_loss)
+
+
+def test_every_monitor_names_an_epoch_statistic() -> None:
+    """``train.monitor`` choices (config.MONITORS) are read from EpochStats by "/" -> "_"."""
+    import dataclasses
+
+    from occlufer.config import MONITORS
+    from occlufer.training import EpochStats
+    from occlufer.training.loop import Selection
+
+    fields = {f.name for f in dataclasses.fields(EpochStats)}
+    for monitor in MONITORS:
+        assert monitor.replace("/", "_") in fields, monitor
+        stats = EpochStats(1, 0.0, 0.0, 0.0, 0.1, 0.2, 0.3, 0.0, 0.0)
+        sel = Selection(monitor)
+        sel.update(stats, torch.nn.Linear(1, 1))
+        assert sel.best_score == getattr(stats, monitor.replace("/", "_"))

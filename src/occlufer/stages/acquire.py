@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from occlufer.config import Params, load_params
+from occlufer.config import Params
 from occlufer.data.readers import EXCLUDED, Acquired, AcquireError, no_keypoints, read_source
 from occlufer.data.store import Store, read_store, write_store
 from occlufer.data.synthetic import SyntheticSpec, generate, preview_grid
 from occlufer.jsonio import write_json
-from occlufer.stages import run_stage
+from occlufer.stages import run_stage, stage_params
 
 OUT = Path("data/acquired")
 
@@ -90,7 +90,7 @@ def per_split(manifest: pd.DataFrame) -> dict[str, int]:
 
 
 def main() -> None:
-    run_stage("acquire", lambda: acquire(load_params()))
+    run_stage("acquire", lambda: acquire(stage_params()))
 
 
 if __name__ == "__main__":

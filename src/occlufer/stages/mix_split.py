@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from occlufer.config import Params, load_params
+from occlufer.config import Params
 from occlufer.data.split import group_assign, group_split
 from occlufer.data.store import Store, read_store, write_store
 from occlufer.errors import OccluferError
-from occlufer.stages import run_stage
+from occlufer.stages import run_stage, stage_params
 
 CLEAN = Path("data/acquired")
 OCCLUDED = Path("data/occluded")
@@ -138,7 +138,7 @@ def summary_table(m: pd.DataFrame) -> pd.DataFrame:
 
 
 def main() -> None:
-    run_stage("mix_split", lambda: mix_split(load_params()))
+    run_stage("mix_split", lambda: mix_split(stage_params()))
 
 
 if __name__ == "__main__":

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from occlufer.config import Params, load_params
+from occlufer.config import Params
 from occlufer.data.store import Store, manifest_keypoints, read_store, write_store
 from occlufer.jsonio import write_json
 from occlufer.occlusion import OcclusionSpec, occlude_images
 from occlufer.occlusion.engine import resolve_workers
 from occlufer.occlusion.preview import type_grid
 from occlufer.occlusion.shapes import POINTS
-from occlufer.stages import run_stage
+from occlufer.stages import run_stage, stage_params
 
 SRC = Path("data/acquired")
 OUT = Path("data/occluded")
@@ -66,7 +66,7 @@ def occlude(params: Params, src: Path = SRC, dst: Path = OUT) -> dict:
 
 
 def main() -> None:
-    run_stage("occlude", lambda: occlude(load_params()))
+    run_stage("occlude", lambda: occlude(stage_params()))
 
 
 if __name__ == "__main__":

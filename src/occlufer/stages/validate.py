@@ -23,13 +23,13 @@ from pathlib import Path
 import pandas as pd
 
 from occlufer import tracking
-from occlufer.config import Params, load_params
+from occlufer.config import Params
 from occlufer.data.store import MANIFEST, read_store
 from occlufer.evaluation.evaluate import EvalSet, evaluate
 from occlufer.evaluation.headline import split_metrics, summary_markdown, write_metrics
 from occlufer.models import load_model
 from occlufer.occlusion import OcclusionSpec
-from occlufer.stages import run_stage
+from occlufer.stages import run_stage, stage_params
 
 DATA = Path("data/split/val")
 MODELS = Path("models")
@@ -108,7 +108,7 @@ def validate(params: Params, data: Path = DATA, models: Path = MODELS,
 
 
 def main() -> None:
-    run_stage("validate", lambda: validate(load_params()))
+    run_stage("validate", lambda: validate(stage_params()))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""A train run's model and outputs: build (and initialise) the model, write ``models/``.
+"""A train run's model and outputs: build (and initialise) the model, write ``models/``, and
+what the run tells the console and MLflow besides.
 
 ``models/`` holds ``model.pt`` (the selected epoch's weights + classes, size, architecture,
 test-time views) and ``history.csv`` (one row per epoch, DVC plots) — byte-identical between
@@ -8,6 +9,7 @@ executions of the same params and data on one machine: the per-execution values
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +19,11 @@ import pandas as pd
 import torch
 from torch import nn
 
+from occlufer import tracking
 from occlufer.config import Params
 from occlufer.models import build_model, save_model
 from occlufer.training.init import init_model
-from occlufer.training.loop import EpochStats, FitResult
+from occlufer.training.loop import EpochStats, FitResult, TrainState
 
 #: per-epoch metrics that vary per execution: logged to MLflow, left out of ``history.csv``
 TIMING_METRICS = ("train/img_per_s", "train/epoch_seconds")
@@ -72,3 +75,38 @@ def write_outputs(out: Path, job: TrainJob, params: Params, result: FitResult) -
                tta_flip=cfg.tta_flip, tta_shift=cfg.tta_shift, epoch=result.best_epoch)
     history_frame(result.history).to_csv(out / "history.csv", index=False)
     return out / "model.pt"
+
+
+def announce(params: Params, job: TrainJob, n_train: int, n_val: int, device: torch.device,
+             state: TrainState | None, ckpt: Path) -> None:
+    """One console line: model, data, device (processes under DDP), resumed epoch."""
+    dist = torch.distributed
+    ddp = dist.is_available() and dist.is_initialized()
+    print(f"train: {params.model.name} ({job.parameters / 1e6:.2f}M parameters) on {n_train} "
+          f"faces ({n_val} val), {len(job.classes)} classes, device {device}"
+          + (f", {dist.get_world_size()} processes" if ddp else "")
+          + (f"; resuming after epoch {state.epoch} from {ckpt}" if state else ""))
+
+
+def log_inputs(src: Path) -> None:
+    """The data the model saw, from the sibling stage folders of ``src`` (``data/split``): the
+    occlusion preview and split summary as artifacts, acquire's counts as ``acquire/read``,
+    ``acquire/kept``, ``acquire/rejected``."""
+    for path in (src.parent / "occluded" / "preview.png", src / "summary.csv"):
+        if path.is_file():
+            tracking.log_artifact(path, "data")
+    acquire_summary = src.parent / "acquired" / "summary.json"
+    if acquire_summary.is_file():
+        counts = json.loads(acquire_summary.read_text(encoding="utf-8"))
+        tracking.log_metrics({f"acquire/{k}": counts[k] for k in ("read", "kept", "rejected")})
+
+
+def log_result(result: FitResult) -> float:
+    """Log the selected epoch's metrics and the training seconds (a resumed run's earlier
+    epochs too); returns those seconds."""
+    best = next(h for h in result.history if h.epoch == result.best_epoch)
+    seconds = sum(h.seconds for h in result.history)
+    tracking.log_metrics({"best/epoch": best.epoch, "best/val/acc": best.val_acc,
+                          "best/val_occluded/acc": best.val_occluded_acc,
+                          "best/val_mixed/acc": best.val_mixed_acc, "train/seconds": seconds})
+    return seconds

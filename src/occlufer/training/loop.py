@@ -251,10 +251,6 @@ def evaluate(model: nn.Module, val: ValArrays, batch_size: int, device: torch.de
             "val_mixed_acc": float(hit.mean())}
 
 
-_MONITOR_FIELD = {"val/acc": "val_acc", "val_occluded/acc": "val_occluded_acc",
-                  "val_mixed/acc": "val_mixed_acc"}
-
-
 @dataclass
 class Selection:
     """The best epoch by ``monitor`` (higher is better; its weights kept) and early stopping
@@ -268,7 +264,7 @@ class Selection:
     bad: int = 0
 
     def update(self, stats: EpochStats, model: nn.Module) -> None:
-        score = getattr(stats, _MONITOR_FIELD[self.monitor])
+        score = getattr(stats, self.monitor.replace("/", "_"))  # config.MONITORS
         if score > self.best_score:
             self.best_epoch, self.best_score, self.bad = stats.epoch, score, 0
             self.best_model = copy.deepcopy(model.state_dict())
