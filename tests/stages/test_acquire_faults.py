@@ -17,8 +17,10 @@ from occlufer.config import dump_params
 #: acquire with a slowed decoder (4 images per pool task, 0.3 s each); argv[1] is a file that
 #: the first decoded image creates, so the test knows the workers are busy
 _SLOW_ACQUIRE = """
-import sys, time
+import signal, sys, time
 from pathlib import Path
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a terminal's foreground job, even
+# when this test runs under a shell's background job, which starts with SIGINT ignored
 import occlufer.data.readers.image_folder as image_folder
 from occlufer.stages import acquire
 image_folder.CHUNK = 4
@@ -57,6 +59,7 @@ def _interrupted_acquire(tmp_path: Path, make_params) -> subprocess.CompletedPro
     out, err = proc.communicate(timeout=60)
     # it stopped midway (None: the interrupt was not seen and acquire ran to the end)
     if (work / "data" / "acquired" / "summary.json").exists():
+        print(f"acquire ran to the end: exit {proc.returncode}\nstdout: {out}\nstderr: {err}")
         return None
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 

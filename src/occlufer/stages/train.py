@@ -84,12 +84,7 @@ def train(params: Params, src: Path = SRC, out: Path = OUT) -> list[EpochStats]:
 def main() -> None:
     def work() -> None:
         params = stage_params()
-        if dist.processes(params.train) > 1 and not dist.is_worker():
-            code = dist.launch(params.train)
-            if code:
-                raise SystemExit(code)
-            return
-        train(params)
+        dist.run(params.train, lambda: train(params))  # here, or under torchrun (DDP)
 
     run_stage("train", work)
 

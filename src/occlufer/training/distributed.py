@@ -1,7 +1,8 @@
 """DDP: ``train.devices`` (× ``train.nodes``) > 1 re-launches the train stage under torchrun.
 
-The stage's ``main()`` calls :func:`launch` when more than one process is asked for and it is not
-already a torchrun worker; each worker then calls :func:`setup` (NCCL on GPUs, gloo on CPUs).
+The stage's ``main()`` goes through :func:`run`, which calls :func:`launch` when more than one
+process is asked for and this is not already a torchrun worker; each worker then calls
+:func:`setup` (NCCL on GPUs, gloo on CPUs).
 Only rank 0 logs to MLflow and writes ``models/``.
 """
 
@@ -10,6 +11,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -53,6 +56,17 @@ def launch(cfg: TrainCfg, module: str = "occlufer.stages.train") -> int:
     print(f"train: launching {processes(cfg)} processes: {' '.join(cmd[1:])}", flush=True)
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     return subprocess.call(cmd, env=env)
+
+
+def run(cfg: TrainCfg, work: Callable[[], Any]) -> None:
+    """``work()`` here, or in every process under torchrun when ``cfg`` asks for several (this
+    process then waits for them and exits with torchrun's code if that is not 0)."""
+    if processes(cfg) > 1 and not is_worker():
+        code = launch(cfg)
+        if code:
+            raise SystemExit(code)
+        return
+    work()
 
 
 def setup(device_name: str) -> torch.device:
