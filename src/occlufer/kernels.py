@@ -17,8 +17,8 @@ one fixed choice instead, the same on any x86-64 CPU:
   optimised (AVX2 / AVX-512) code paths off.
 
 The price is speed (benchmarks/portable_kernels.py); recipes that train for long
-(``fer2013_cpu``, ``fer2013_best``, ``fer2013_gpu``) set ``portable: false`` and their figures
-name the CPU they ran on.
+(``fer2013_cpu``, ``fer2013_best``, ``fer2013_gpu``, ``finetune_folder``) and the quick
+``smoke`` check set ``portable: false``; their figures name the CPU they ran on.
 """
 
 from __future__ import annotations
