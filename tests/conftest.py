@@ -24,6 +24,18 @@ TINY = ("experiment=smoke", "acquire.n_per_class=12", "acquire.n_subjects=8", "t
         "train.batch_size=16")
 
 
+def weights_sha256(model_file: Path) -> str:
+    """SHA-256 over a saved model's weights (names and bytes, in order): equal = same bits."""
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256()
+    for name, tensor in torch.load(model_file, weights_only=True)["state_dict"].items():
+        h.update(name.encode() + tensor.numpy().tobytes())
+    return h.hexdigest()
+
+
 @pytest.fixture
 def make_params() -> Callable[..., Params]:
     """Compose ``conf/`` at unit-test scale (:data:`TINY`) plus extra Hydra overrides."""

@@ -22,6 +22,7 @@ import torch
 
 from occlufer import kernels
 from occlufer.config import dump_params
+from tests.conftest import weights_sha256
 
 #: an SSE4.1 CPU with one core, as far as the libraries can tell
 OLD_CPU = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41",
@@ -43,13 +44,10 @@ def _run(root: Path, stages: tuple[str, ...], machine: dict[str, str], tracking_
 
 def _outputs(root: Path) -> dict[str, str]:
     """SHA-256 of the occluded images, the train split, the trained weights and history."""
-    state = torch.load(root / "models" / "model.pt", weights_only=True)["state_dict"]
-    weights = hashlib.sha256()
-    for k, v in state.items():
-        weights.update(k.encode() + v.numpy().tobytes())
     return {"occluded": _sha(root / "data" / "occluded" / "images.npy"),
             "split": _sha(root / "data" / "split" / "train" / "images.npy"),
-            "weights": weights.hexdigest(), "history": _sha(root / "models" / "history.csv")}
+            "weights": weights_sha256(root / "models" / "model.pt"),
+            "history": _sha(root / "models" / "history.csv")}
 
 
 def _sha(path: Path) -> str:

@@ -52,8 +52,14 @@ Str = Annotated[str, Strict()]
 
 
 def _fail(kind: str, **ctx: Any) -> PydanticCustomError:
-    """An error that :func:`_one_line` words (``kind``: see ``_WORDS``)."""
+    """An error of ``kind`` that :func:`_one_line` words from ``ctx``."""
     return PydanticCustomError(kind, kind, ctx)
+
+
+def _rule(text: str) -> PydanticCustomError:
+    """A broken rule, worded in full: ``$at`` in ``text`` becomes the key (a field's rule) or
+    the section (a rule over several of its keys)."""
+    return _fail("rule", text=text)
 
 
 def _interval(ge: float | None, gt: float | None, le: float | None, lt: float | None) -> str:
@@ -120,21 +126,20 @@ def _number_or_range(value: Any) -> Any:
 
 def _xy(value: list[float]) -> list[float]:
     if len(value) != 2:
-        raise _fail("rule", text=f"`$at` must be [x, y] (fractions of the image side), got "
-                                 f"{value}")
+        raise _rule(f"`$at` must be [x, y] (fractions of the image side), got {value}")
     return value
 
 
 def _distinct_classes(value: list[str]) -> list[str]:
     if len(set(value)) < 2:
-        raise _fail("rule", text=f"`$at` needs at least two distinct classes, got {value}")
+        raise _rule(f"`$at` needs at least two distinct classes, got {value}")
     return value
 
 
 def _increasing(value: list[float]) -> list[float]:
     if len(value) < 2 or any(b <= a for a, b in zip(value[:-1], value[1:], strict=True)):
-        raise _fail("rule", text=f"`$at` must be at least two increasing ratios, got {value}; "
-                                 "e.g. [0, 0.1, 0.2, 0.3, 0.4, 0.5]")
+        raise _rule(f"`$at` must be at least two increasing ratios, got {value}; "
+                    "e.g. [0, 0.1, 0.2, 0.3, 0.4, 0.5]")
     return value
 
 
@@ -143,8 +148,7 @@ def _regex(value: str | None) -> str | None:
         try:
             re.compile(value)
         except re.error as exc:
-            raise _fail("rule", text=f"`$at` = {value!r} is not a valid regular expression "
-                                     f"({exc})") from None
+            raise _rule(f"`$at` = {value!r} is not a valid regular expression ({exc})") from None
     return value
 
 
@@ -190,11 +194,6 @@ SOURCE_NEEDS = {"synthetic": ("n_per_class", "n_subjects", "intensity", "noise")
                 "image_folder": ("path",), "fer2013_csv": ("path",)}
 
 _SECTION = ConfigDict(extra="forbid")
-
-
-def _rule(text: str) -> PydanticCustomError:
-    """A rule over several keys of one section: ``$at`` in ``text`` becomes the section."""
-    return _fail("rule", text=text)
 
 
 @dataclass(frozen=True, config=_SECTION)

@@ -16,9 +16,9 @@ one fixed choice instead, the same on any x86-64 CPU:
   blocking follows the CPU's cache sizes), so convolutions go through ATen and MKL; OpenCV's
   optimised (AVX2 / AVX-512) code paths off.
 
-The price is speed (benchmarks/portable_kernels.py); recipes that train for long
-(``fer2013_cpu``, ``fer2013_best``, ``fer2013_gpu``, ``finetune_folder``) and the quick
-``smoke`` check set ``portable: false``; their figures name the CPU they ran on.
+The price is speed (``benchmarks/pipeline_time.py``, ``benchmarks/isa_bits.py``); the recipes
+that train for long (``fer2013_cpu``, ``fer2013_best``, ``fer2013_gpu``, ``finetune_folder``)
+and the quick ``smoke`` check set ``portable: false``; their figures name the CPU they ran on.
 """
 
 from __future__ import annotations

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from occlufer import tracking
 from occlufer.models import load_model
 from occlufer.stages.train import train
 from occlufer.stages.validate import validate
+from tests.conftest import weights_sha256
 
 
 def _all_metrics(folder: Path) -> dict[str, float]:
@@ -23,15 +23,6 @@ def _all_metrics(folder: Path) -> dict[str, float]:
     detail = json.loads((folder / "detail.json").read_text())
     assert not set(head) & set(detail)  # each metric in one file
     return {**detail, **head}
-
-
-def _weights_hash(path: Path) -> str:
-    state = torch.load(path, weights_only=True)["state_dict"]
-    h = hashlib.sha256()
-    for name, tensor in state.items():
-        h.update(name.encode())
-        h.update(tensor.numpy().tobytes())
-    return h.hexdigest()
 
 
 @pytest.fixture
@@ -75,9 +66,9 @@ def test_training_is_deterministic_on_cpu(tmp_path: Path, split_dir: Path, make_
     params = make_params("train.log_model=false")
     train(params, split_dir, tmp_path / "m1")
     train(params, split_dir, tmp_path / "m2")
-    assert _weights_hash(tmp_path / "m1/model.pt") == _weights_hash(tmp_path / "m2/model.pt")
+    assert weights_sha256(tmp_path / "m1/model.pt") == weights_sha256(tmp_path / "m2/model.pt")
     train(make_params("train.log_model=false", "seed=1"), split_dir, tmp_path / "m3")
-    assert _weights_hash(tmp_path / "m1/model.pt") != _weights_hash(tmp_path / "m3/model.pt")
+    assert weights_sha256(tmp_path / "m1/model.pt") != weights_sha256(tmp_path / "m3/model.pt")
 
 
 def test_validate_metrics_files_and_same_mlflow_run(trained, split_dir: Path, tmp_path: Path,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import signal
@@ -13,17 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
 from occlufer.config import dump_params
-
-
-def _weights(path: Path) -> str:
-    state = torch.load(path, weights_only=True)["state_dict"]
-    h = hashlib.sha256()
-    for k, v in state.items():
-        h.update(k.encode() + v.numpy().tobytes())
-    return h.hexdigest()
+from tests.conftest import weights_sha256
 
 
 def _workdir(root: Path, split_dir: Path, params) -> Path:
@@ -63,7 +54,7 @@ def test_killed_training_resumes_to_the_same_model(tmp_path: Path, split_dir: Pa
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
     assert "resuming after epoch" in out
-    assert _weights(killed / "models/model.pt") == _weights(clean / "models/model.pt")
+    assert weights_sha256(killed / "models/model.pt") == weights_sha256(clean / "models/model.pt")
     # no timings in history.csv (they are MLflow's): the resumed run's file is the same bytes
     a = pd.read_csv(clean / "models/history.csv")
     assert not {"train/img_per_s", "train/epoch_seconds"} & set(a.columns)
