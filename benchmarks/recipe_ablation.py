@@ -13,12 +13,14 @@ choice.
 - val: a seeded, class-stratified 10 % of FER2013 Training and one occluded copy of each; the
   epoch kept is the best ``val_mixed/acc``;
 - test: every PublicTest face clean, then every PublicTest face re-occluded by each occluder
-  type at ratio 0.25 (``validate``'s robustness draw). The gap of a type is clean accuracy minus
-  that accuracy on the same faces, in points.
+  type at ratio 0.25 (``validate``'s robustness draw; ``mask``: the first two mask styles, as
+  before the varied ones; ``mask_varied``: the four varied ones). The gap of a type is clean
+  accuracy minus that accuracy on the same faces, in points.
 
-Variants differ only in the named ``train`` keys (or the occluders trained on); the data, seed,
-epochs and everything else are the same. Each finished variant appends one row to ``--out``
-(CSV), so a long ablation can run variant by variant.
+Variants differ only in the named ``train`` keys (or the occluders or mask styles trained on);
+the data, seed, epochs and everything else are the same. ``--rescore`` trains nothing and
+scores each variant's kept model again (e.g. on a test set added since). Each finished variant
+appends one row to ``--out`` (CSV), so a long ablation can run variant by variant.
 """
 
 from __future__ import annotations
@@ -41,40 +43,58 @@ from _common import fer_folder, hardware, mixed_train_arrays  # noqa: E402
 from occlufer.config import compose, parse_params  # noqa: E402
 from occlufer.data.split import group_split  # noqa: E402
 from occlufer.labels import CLASSES  # noqa: E402
-from occlufer.models import build_model, save_model  # noqa: E402
+from occlufer.models import build_model, load_model, save_model  # noqa: E402
 from occlufer.occlusion import OcclusionSpec, occlude_images  # noqa: E402
 from occlufer.training import ValArrays, fit  # noqa: E402
 from occlufer.training.loop import predict_logits  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-TEST_TYPES = ("block", "sunglasses", "mask", "hand", "hair", "polygon", "strokes")
 GAP_RATIO = 0.25
+FIRST_MASKS = ("surgical", "scarf")  # the mask styles before the varied ones (2026-11-29)
+VARIED_MASKS = ("respirator", "cloth", "bandana", "gaiter")
+#: test set → (occluder, the styles it draws; None = all). ``mask`` is the first two styles, so
+#: its column stays comparable with the rows measured before the varied masks existed
+TEST_SETS: dict[str, tuple[str, tuple[str, ...] | None]] = {
+    "block": ("block", None), "sunglasses": ("sunglasses", None), "mask": ("mask", FIRST_MASKS),
+    "mask_varied": ("mask", VARIED_MASKS), "hand": ("hand", None), "hair": ("hair", None),
+    "polygon": ("polygon", None), "strokes": ("strokes", None)}
+TEST_TYPES = tuple(TEST_SETS)
 
-#: name → (train overrides, occluder weights set to 0 in training)
-VARIANTS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
-    "baseline": ({}, ()),
-    "pair": ({"pair": True}, ()),
-    "pair_cons": ({"pair": True, "consistency": 1.0}, ()),
-    "pair_cons3": ({"pair": True, "consistency": 3.0}, ()),
-    "pair_cons_t2": ({"pair": True, "consistency": 1.0, "consistency_temperature": 2.0}, ()),
-    "ema": ({"ema": 0.999}, ()),
-    "pair_cons_ema": ({"pair": True, "consistency": 1.0, "ema": 0.999}, ()),
-    "cutmix": ({"mix": "cutmix"}, ()),
-    "mixup": ({"mix": "mixup"}, ()),
-    "cutmix_ema": ({"mix": "cutmix", "ema": 0.999}, ()),
-    "baseline_no_mask": ({}, ("mask",)),
-    "pair_cons_no_mask": ({"pair": True, "consistency": 1.0}, ("mask",)),
+#: name → (train overrides, occluder weights set to 0 in training, mask styles trained on
+#: (None: the recipe's, all six since 2026-11-29))
+VARIANTS: dict[str, tuple[dict[str, Any], tuple[str, ...], tuple[str, ...] | None]] = {
+    "baseline": ({}, (), None),
+    "pair": ({"pair": True}, (), None),
+    "pair_cons": ({"pair": True, "consistency": 1.0}, (), None),
+    "pair_cons3": ({"pair": True, "consistency": 3.0}, (), None),
+    "pair_cons_t2": ({"pair": True, "consistency": 1.0, "consistency_temperature": 2.0}, (),
+                     None),
+    "ema": ({"ema": 0.999}, (), None),
+    "pair_cons_ema": ({"pair": True, "consistency": 1.0, "ema": 0.999}, (), None),
+    "cutmix": ({"mix": "cutmix"}, (), None),
+    "mixup": ({"mix": "mixup"}, (), None),
+    "cutmix_ema": ({"mix": "cutmix", "ema": 0.999}, (), None),
+    "baseline_no_mask": ({}, ("mask",), None),
+    "pair_cons_no_mask": ({"pair": True, "consistency": 1.0}, ("mask",), None),
+    # the baseline of the rows before 2026-11-29: masks of the first two styles only
+    "first_masks": ({}, (), FIRST_MASKS),
+    # the first two mask styles held out: trained on the varied ones only
+    "varied_masks": ({}, (), VARIED_MASKS),
 }
 
 
-
 def occluded_test_sets(faces: np.ndarray, spec: OcclusionSpec, seed: int,
-                       types: tuple[str, ...] = TEST_TYPES) -> dict[str, np.ndarray]:
-    """The test faces re-occluded by each type at ``GAP_RATIO`` (``validate``'s draw)."""
+                       sets: tuple[str, ...] = TEST_TYPES) -> dict[str, np.ndarray]:
+    """The test faces re-occluded by each test set's occluder at ``GAP_RATIO`` (``validate``'s
+    draw, with the set's styles)."""
     ids = [f"test-{i}" for i in range(len(faces))]
-    return {kind: occlude_images(faces, ids, seed, replace(
-        spec.only(kind), ratio=(GAP_RATIO, GAP_RATIO)), purpose="robustness").images
-        for kind in types}
+    out = {}
+    for name in sets:
+        kind, styles = TEST_SETS[name]
+        one = replace(spec.only(kind), ratio=(GAP_RATIO, GAP_RATIO),
+                      styles=spec.styles if styles is None else ((kind, styles),))
+        out[name] = occlude_images(faces, ids, seed, one, purpose="robustness").images
+    return out
 
 
 def main() -> None:
@@ -89,6 +109,9 @@ def main() -> None:
     ap.add_argument("--save-dir", type=Path, default=ROOT / "reports/ablation/models",
                     help="each variant's kept model goes to DIR/<variant>.pt (a model.pt, "
                          "for `occlufer evaluate --model` or a later test-time look)")
+    ap.add_argument("--rescore", action="store_true",
+                    help="train nothing: score each variant's kept model (DIR/<variant>.pt) "
+                         "on the test sets, e.g. after a test set was added")
     args = ap.parse_args()
     names = args.variants.split(",")
     unknown = [v for v in names if v not in VARIANTS]
@@ -119,25 +142,33 @@ def main() -> None:
           "FER2013 CPU recipe's settings", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for name in names:
-        overrides, held_out = VARIANTS[name]
+        overrides, held_out, mask_styles = VARIANTS[name]
         occlusion = base.occlusion
         if held_out:
             occlusion = replace(occlusion, types={t: (0.0 if t in held_out else w)
                                                   for t, w in occlusion.types.items()})
-        data = mixed_train_arrays(tr_img, tr_lab, occlusion)
+        if mask_styles:
+            occlusion = replace(occlusion, styles={**occlusion.styles, "mask": list(mask_styles)})
         cfg = replace(base.train, epochs=args.epochs, **overrides)
         m = base.model
-        torch.manual_seed(base.seed)
-        model = build_model(m.name, num_classes=len(CLASSES), image_size=48,
-                            dropout=m.dropout, width=m.width, blocks=m.blocks)
-        t0 = time.perf_counter()
-        result = fit(model, data, val, cfg, m, occlusion, base.seed, torch.device("cpu"))
-        minutes = (time.perf_counter() - t0) / 60
-        args.save_dir.mkdir(parents=True, exist_ok=True)
-        save_model(args.save_dir / f"{name}.pt", model, name=m.name, classes=CLASSES,
-                   image_size=48, dropout=m.dropout,
-                   arch={"width": m.width, "blocks": m.blocks}, tta_flip=cfg.tta_flip,
-                   epoch=result.best_epoch)
+        path = args.save_dir / f"{name}.pt"
+        if args.rescore:  # the kept model of an earlier run, scored on today's test sets
+            model, meta = load_model(path)
+            best_epoch, best_score, minutes, rate = meta.get("epoch", ""), "", "", ""
+        else:
+            data = mixed_train_arrays(tr_img, tr_lab, occlusion)
+            torch.manual_seed(base.seed)
+            model = build_model(m.name, num_classes=len(CLASSES), image_size=48,
+                                dropout=m.dropout, width=m.width, blocks=m.blocks)
+            t0 = time.perf_counter()
+            result = fit(model, data, val, cfg, m, occlusion, base.seed, torch.device("cpu"))
+            minutes = round((time.perf_counter() - t0) / 60, 1)
+            best_epoch, best_score = result.best_epoch, round(result.best_score, 4)
+            rate = round(float(np.mean([h.img_per_s for h in result.history])))
+            args.save_dir.mkdir(parents=True, exist_ok=True)
+            save_model(path, model, name=m.name, classes=CLASSES, image_size=48,
+                       dropout=m.dropout, arch={"width": m.width, "blocks": m.blocks},
+                       tta_flip=cfg.tta_flip, epoch=result.best_epoch)
 
         def acc(x: np.ndarray) -> float:
             logits = predict_logits(model, x, 256, torch.device("cpu"), cfg.tta_flip)
@@ -146,21 +177,23 @@ def main() -> None:
         clean = acc(te_img)
         row = {"variant": name, "epochs": args.epochs, "train_faces": len(tr_img),
                "held_out": "+".join(held_out) or "-",
+               "mask_styles": "-" if "mask" in held_out else "+".join(
+                   mask_styles or occlusion.styles["mask"]),
                **{k: v for k, v in overrides.items()},
-               "best_epoch": result.best_epoch, "val_mixed_acc": round(result.best_score, 4),
+               "best_epoch": best_epoch, "val_mixed_acc": best_score,
                "test_clean": round(clean, 4)}
         for kind in TEST_TYPES:
             row[f"gap_{kind}"] = round(100 * (clean - acc(test_sets[kind])), 1)
         row["mean_gap_4"] = round(float(np.mean([row[f"gap_{k}"] for k in
                                                  ("block", "sunglasses", "mask", "hand")])), 2)
-        row["minutes"] = round(minutes, 1)
-        row["img_per_s"] = round(float(np.mean([h.img_per_s for h in result.history])))
+        row["minutes"] = minutes
+        row["img_per_s"] = rate
         row["hardware"] = hw
         print(" ".join(f"{k}={v}" for k, v in row.items() if k != "hardware"), flush=True)
-        fields = ["variant", "epochs", "train_faces", "held_out", "pair", "consistency",
-                  "consistency_temperature", "ema", "mix", "best_epoch", "val_mixed_acc",
-                  "test_clean", *[f"gap_{k}" for k in TEST_TYPES], "mean_gap_4", "minutes",
-                  "img_per_s", "hardware"]
+        fields = ["variant", "epochs", "train_faces", "held_out", "mask_styles", "pair",
+                  "consistency", "consistency_temperature", "ema", "mix", "best_epoch",
+                  "val_mixed_acc", "test_clean", *[f"gap_{k}" for k in TEST_TYPES],
+                  "mean_gap_4", "minutes", "img_per_s", "hardware"]
         append_row(args.out, fields, row)
 
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -66,6 +67,11 @@ def _default() -> dict:
         (lambda d: d["occlusion"].update(types=["block"]), ["occlusion.types", "mapping"]),
         (lambda d: d["occlusion"]["landmarks"].update(nose=[0.5]), ["landmarks.nose", "[x, y]"]),
         (lambda d: d["occlusion"].update(fills=["plaid"]), ["occlusion.fills", "texture"]),
+        (lambda d: d["occlusion"]["styles"].update(mask=["visor"]),
+         ["occlusion.styles.mask", "['visor']", "respirator"]),
+        (lambda d: d["occlusion"]["styles"].update(mask=[]), ["occlusion.styles.mask", "[]"]),
+        (lambda d: d["occlusion"]["styles"].update(block=["gray"]),
+         ["occlusion.styles", "'block'", "draws no styles"]),
         (lambda d: d["split"].update(strategy="random"), ["split.strategy", "keep_source"]),
         (lambda d: d["validate"].update(robustness_ratios=[0.3, 0.1]),
          ["validate.robustness_ratios", "increasing"]),
@@ -202,6 +208,8 @@ def test_every_model_option_builds(model: str) -> None:
     ("occlusion.types.hand=-0.5", "`occlusion.types.hand` = -0.5 is outside [0.0, inf)"),
     ("occlusion.types.block=abc", "`occlusion.types.block` must be a number, got 'abc'"),
     ("occlusion.ratio=[0.1,1.5]", "`occlusion.ratio` = [0.1, 1.5] is outside [0.0, 1.0)"),
+    ("occlusion.styles.mask=[surgical,visor]", "`occlusion.styles.mask` = ['surgical', 'visor'] "
+     "must be a non-empty list of surgical, scarf, respirator, cloth, bandana, gaiter"),
 ])
 def test_messages_name_the_exact_key_not_its_mapping(override: str, message: str) -> None:
     with pytest.raises(ConfigError) as err:
@@ -217,3 +225,20 @@ def test_an_unknown_mapping_key_is_named_in_full() -> None:
     with pytest.raises(ConfigError, match=r"unknown key `occlusion\.types\.visor`; allowed keys "
                                           r"here: .*sunglasses"):
         parse_params(data)
+
+
+def test_mask_styles_reach_the_occluders() -> None:
+    """`occlusion.styles` is what the engine draws from; a spec refuses styles it lacks."""
+    from occlufer.occlusion import OcclusionSpec, occlude_batch
+    from occlufer.rng import item_rng
+
+    p = parse_params(compose(["experiment=smoke", "occlusion.styles.mask=[gaiter,bandana]"],
+                             CONF))
+    spec = OcclusionSpec.from_cfg(p.occlusion).only("mask")
+    images = np.full((40, 48, 48), 128, dtype=np.uint8)
+    occ = occlude_batch(images, [item_rng(0, f"f{i}", "styles") for i in range(40)], spec)
+    assert set(occ.styles) == {"gaiter", "bandana"}
+    with pytest.raises(ValueError, match="bad styles"):
+        OcclusionSpec(("mask",), (1.0,), styles=(("mask", ("visor",)),))
+    with pytest.raises(ValueError, match="bad styles"):
+        OcclusionSpec(("block",), (1.0,), styles=(("block", ("gray",)),))

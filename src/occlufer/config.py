@@ -175,6 +175,22 @@ def _occluder_types() -> tuple[str, ...]:
     return TYPES
 
 
+def _styles(value: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Per occluder with drawn styles, a non-empty subset of them (``occlusion.styles``)."""
+    from occlufer.occlusion.registry import OCCLUDERS
+
+    drawn = {k: o.styles for k, o in OCCLUDERS.items() if o.style_draw is not None}
+    for kind, styles in value.items():
+        if kind not in drawn:
+            raise _rule(f"`$at` names {kind!r}, which draws no styles; the occluders that do: "
+                        f"{', '.join(drawn)}")
+        bad = [s for s in styles if s not in drawn[kind]]
+        if bad or not styles:
+            raise _rule(f"`$at.{kind}` = {styles} must be a non-empty list of "
+                        f"{', '.join(drawn[kind])}")
+    return value
+
+
 def _fill_names() -> tuple[str, ...]:
     from occlufer.occlusion.occluder import FILLS
 
@@ -268,6 +284,7 @@ class OcclusionCfg:
     aspect: Annotated[Pair, within(gt=0.0)]
     landmarks: LandmarksCfg
     keypoints: Bool  # region occluders at a face's detected keypoints (kp_* columns)
+    styles: Annotated[dict[Str, list[Str]], AfterValidator(_styles)]  # styles each may draw
     workers: Annotated[Int, within(ge=0)]
 
     @model_validator(mode="after")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from occlufer.occlusion import (
+    OCCLUDERS,
     RATIO_CONTROLLED,
     TYPES,
     OcclusionAugment,
@@ -190,12 +193,48 @@ def test_sunglasses_and_mask_go_on_the_given_eyes_and_mouth() -> None:
         assert _covered(placed.masks, CANONICAL[eye]).mean() < 0.25
         assert _covered(canonical.masks, CANONICAL[eye]).min() == 1.0
         assert _covered(canonical.masks, OWN[eye]).mean() < 0.25
-    canonical, placed = occlude(_one("mask", 0.15), None), occlude(_one("mask", 0.15), own)
+    first = dataclasses.replace(_one("mask", 0.15), styles=(("mask", ("surgical", "scarf")),))
+    canonical, placed = occlude(first, None), occlude(first, own)
     surgical = np.array(placed.styles) == "surgical"  # a scarf rises from the chin: no mouth
     assert surgical.sum() >= 5 and placed.styles == canonical.styles
     assert _covered(placed.masks[surgical], OWN[3]).min() == 1.0
     assert _covered(canonical.masks[surgical], OWN[3]).max() == 0.0
     assert _covered(canonical.masks, CANONICAL[3]).min() == 1.0
+    for style in ("respirator", "cloth", "bandana", "gaiter"):  # at 0.25 every style is on it
+        spec = dataclasses.replace(_one("mask", 0.25), styles=(("mask", (style,)),))
+        canonical, placed = occlude(spec, None), occlude(spec, own)
+        assert set(placed.styles) == {style}
+        assert _covered(placed.masks, OWN[3]).min() == 1.0, style
+        assert _covered(canonical.masks, CANONICAL[3]).min() == 1.0, style
+        assert _covered(canonical.masks, CANONICAL[0]).max() == 0.0, style  # eyes free
+
+
+def test_mask_styles_vary_and_the_first_two_draw_as_before() -> None:
+    """Leaving a style out renormalises the others' weights over the same uniform (surgical
+    0.3 and scarf 0.2 of six become 0.6 and 0.4: the split of the releases before the varied
+    styles), and an image that draws the same style either way is drawn the same. The varied
+    styles differ in height (nose coverage) and some wear ear loops: pixels covered beside the
+    face, outside the mask's body."""
+    images = _faces(400, 48, seed=2)
+    rngs = [item_rng(5, f"f{i}", "occlude") for i in range(len(images))]
+    every = occlude_batch(images, rngs, _one("mask", 0.25))
+    assert set(every.styles) == set(OCCLUDERS["mask"].styles)
+    rngs = [item_rng(5, f"f{i}", "occlude") for i in range(len(images))]
+    first = occlude_batch(images, rngs, dataclasses.replace(
+        _one("mask", 0.25), styles=(("mask", ("surgical", "scarf")),)))
+    assert set(first.styles) == {"surgical", "scarf"}
+    styles, kept = np.array(every.styles), np.array(first.styles)
+    assert np.all(kept[styles == "surgical"] == "surgical")  # u < 0.3 lies in u < 0.6
+    same = styles == kept
+    assert same.sum() > 100 and np.array_equal(every.images[same], first.images[same])
+    assert 0.5 < (kept == "surgical").mean() < 0.7
+    varied = ~np.isin(styles, ["surgical", "scarf"])
+    tops = np.argmax(every.masks[:, :, 18:30].any(axis=2), axis=1)  # first covered row, centre
+    assert np.ptp(tops[varied]) >= 6  # px: some reach over the nose, some stay under it
+    loops = every.masks[:, 14:21, :4].any(axis=(1, 2)) | every.masks[:, 14:21, -4:].any(
+        axis=(1, 2))  # covered beside the cheeks, above the mouth: ear loops
+    assert loops[np.isin(styles, ["respirator", "cloth"])].mean() > 0.2
+    assert not loops[np.isin(styles, ["surgical", "scarf", "bandana", "gaiter"])].any()
 
 
 def test_rows_without_points_are_occluded_exactly_as_before() -> None:

@@ -12,7 +12,7 @@ import yaml
 
 from occlufer.occlusion import OCCLUDERS, RATIO_CONTROLLED, TYPES, OcclusionSpec, occlude_batch
 from occlufer.occlusion.occluder import FILLS
-from occlufer.occlusion.shapes import Landmarks
+from occlufer.occlusion.shapes import N_UNIFORMS, Landmarks
 from occlufer.rng import item_rng
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +30,10 @@ def test_names_and_derived_lists() -> None:
     for occ in OCCLUDERS.values():
         assert occ.ratio in ("exact", "close", "approximate")
         assert occ.exact_ratio == (occ.level_field is not None), occ.name  # level field: exact
-        assert occ.style_cut is None or len(occ.styles) == 2, occ.name
+        if occ.style_draw is not None:  # a column of the draws and one weight per style
+            column, weights = occ.style_draw
+            assert 3 <= column < N_UNIFORMS and len(weights) == len(occ.styles), occ.name
+            assert min(weights) > 0 and abs(sum(weights) - 1) < 1e-12, occ.name
 
 
 def test_conf_lists_every_occluder() -> None:
@@ -81,11 +84,11 @@ def test_readme_table_has_every_occluder() -> None:
 @pytest.mark.parametrize("kind", TYPES)
 def test_styles_are_the_declared_ones(kind: str) -> None:
     occ = OCCLUDERS[kind]
-    images = np.random.default_rng(0).integers(30, 220, (24, 48, 48), dtype=np.uint8)
+    images = np.random.default_rng(0).integers(30, 220, (48, 48, 48), dtype=np.uint8)
     spec = dataclasses.replace(OcclusionSpec().only(kind), ratio=(0.2, 0.2), fills=FILLS)
-    out = occlude_batch(images, [item_rng(2, f"f{i}", "styles") for i in range(24)], spec)
+    out = occlude_batch(images, [item_rng(2, f"f{i}", "styles") for i in range(48)], spec)
     assert set(out.styles) <= set(occ.styles)
-    if occ.style_cut is not None:  # both styles drawn, each where its uniform says
+    if occ.style_draw is not None:  # every style drawn
         assert set(out.styles) == set(occ.styles)
     if occ.exact_ratio:
         assert np.all(np.abs(out.fractions - 0.2) <= 0.5 / 48**2 + 1e-12)

@@ -28,7 +28,9 @@ _PARALLEL_MIN = 8000  # below this many images one process is faster than starti
 
 @dataclass(frozen=True)
 class OcclusionSpec:
-    """What to draw: types and weights, ratio range, fills, block aspect, landmarks."""
+    """What to draw: types and weights, ratio range, fills, block aspect, landmarks, and the
+    styles each occluder may draw (``styles``: ``(type, styles)`` pairs; a type not named draws
+    from all of its styles)."""
 
     types: tuple[str, ...] = ("block",)
     weights: tuple[float, ...] = (1.0,)
@@ -36,6 +38,7 @@ class OcclusionSpec:
     fills: tuple[str, ...] = ("gray", "noise")
     aspect: tuple[float, float] = (0.5, 2.0)
     landmarks: Landmarks = field(default_factory=Landmarks)
+    styles: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def __post_init__(self) -> None:
         unknown = set(self.types) - set(OCCLUDERS)
@@ -43,6 +46,17 @@ class OcclusionSpec:
             raise ValueError(f"bad occluder types {self.types} / weights {self.weights}")
         if set(self.fills) - set(FILLS) or not self.fills:
             raise ValueError(f"bad fills {self.fills}; choose from {FILLS}")
+        for kind, styles in self.styles:
+            occ = OCCLUDERS.get(kind)
+            if occ is None or occ.style_draw is None or not styles or set(styles) - set(
+                    occ.styles):
+                drawn = {k: o.styles for k, o in OCCLUDERS.items() if o.style_draw}
+                raise ValueError(f"bad styles {list(styles)} for {kind!r}; drawn styles: "
+                                 f"{drawn}")
+
+    def allowed(self, kind: str) -> tuple[str, ...] | None:
+        """The styles ``kind`` may draw (None: all of them)."""
+        return dict(self.styles).get(kind)
 
     @classmethod
     def from_cfg(cls, cfg) -> OcclusionSpec:  # noqa: ANN001 - occlufer.config.OcclusionCfg
@@ -54,12 +68,13 @@ class OcclusionSpec:
                    ratio=(float(ratio[0]), float(ratio[1])), fills=tuple(cfg.fills),
                    aspect=(float(cfg.aspect[0]), float(cfg.aspect[1])),
                    landmarks=Landmarks(tuple(lm.left_eye), tuple(lm.right_eye), tuple(lm.nose),
-                                       tuple(lm.mouth), lm.brows, lm.face_width, lm.jitter))
+                                       tuple(lm.mouth), lm.brows, lm.face_width, lm.jitter),
+                   styles=tuple((k, tuple(v)) for k, v in cfg.styles.items()))
 
     def only(self, kind: str) -> OcclusionSpec:
         """The same spec restricted to one type (previews, benchmarks, tests)."""
         return OcclusionSpec((kind,), (1.0,), self.ratio, self.fills, self.aspect,
-                             self.landmarks)
+                             self.landmarks, self.styles)
 
 
 @dataclass
@@ -154,13 +169,14 @@ def occlude_batch(images: np.ndarray, rngs: Sequence[np.random.Generator], spec:
     for kind in dict.fromkeys(kinds):
         occluder = OCCLUDERS[kind]
         rows = np.flatnonzero(kinds == kind)
-        if occluder.style_cut is not None:  # one style per chunk (stable: the order is kept)
-            rows = rows[np.argsort(~occluder.first_style(draws.u[rows]), kind="stable")]
+        allowed = spec.allowed(kind)
+        if occluder.style_draw is not None:  # one style per chunk (stable: the order is kept)
+            rows = rows[np.argsort(occluder.style_index(draws.u[rows], allowed), kind="stable")]
         for start in range(0, len(rows), chunk):
             part = rows[start:start + chunk]
             d = draws.take(part)
             canvas = Canvas(images[part], d.u, d.ratios, d.fills, [rngs[i] for i in part],
-                            occluder.first_style(d.u), spec.aspect, pool, own[part],
+                            occluder.style_index(d.u, allowed), spec.aspect, pool, own[part],
                             pool_order)
             o, m, s = _render(occluder, canvas, spec.landmarks,
                               None if points is None else points[part])

@@ -245,11 +245,28 @@ def sunglasses_paint(c: Canvas) -> np.ndarray:
 
 # --- mask / scarf ------------------------------------------------------------------------------
 
-def mask_field(c: Canvas) -> Field:
-    """Surgical mask (u3 < 0.6): curved top over the nose bridge; scarf: wavy, full width.
+#: the mask family: the two first styles as they were first drawn (a surgical mask over the
+#: nose tip, a scarf), then four that vary shape, height and nose coverage, fabric and straps
+MASK_STYLES: tuple[str, ...] = ("surgical", "scarf", "respirator", "cloth", "bandana", "gaiter")
+MASK_WEIGHTS: tuple[float, ...] = (0.3, 0.2, 0.15, 0.15, 0.1, 0.1)
+_CLASSIC = 2  # styles before this index: the first mask styles, drawn exactly as before
+_STRAP = 0.022  # half width of an ear loop (fraction of the side: about 1 px at 48 px)
 
-    The field's ``extra``: the top edge ``top(x)``.
+
+def mask_field(c: Canvas) -> Field:
+    """One of :data:`MASK_STYLES` over nose, mouth and chin.
+
+    The field's ``extra``: B×2×H×W, the top edge ``top(x)`` and which pixels are ear loops.
     """
+    classic = c.style < _CLASSIC
+    if classic.all() or not classic.any():
+        return Field(*(_classic_mask(c) if classic.all() else _varied_mask(c)))
+    (f1, e1), (f2, e2) = _classic_mask(c), _varied_mask(c)
+    return Field(np.where(_c(classic), f1, f2), np.where(classic[:, None, None, None], e1, e2))
+
+
+def _classic_mask(c: Canvas) -> tuple[np.ndarray, np.ndarray]:
+    """Surgical mask: curved top over the nose tip; scarf: wavy, full width."""
     u, pts, x, y, surgical = c.u, c.pts, c.x, c.y, c.first
     cx = pts.nx + _c((u[:, 4] - 0.5) * 0.04)
     dxn = x - cx
@@ -261,12 +278,74 @@ def mask_field(c: Canvas) -> Field:
     top_c = pts.ny + 0.04 + _c((u[:, 9] - 0.5) * 0.12) * dxn + wave
     side_c = 0.4 * (np.abs(dxn) - 0.5)
     top = np.where(_c(surgical), top_s, top_c)
-    return Field(np.maximum(top - y, np.where(_c(surgical), side_s, side_c)), top)
+    f = np.maximum(top - y, np.where(_c(surgical), side_s, side_c))
+    return f, np.stack([top, np.zeros_like(top)], axis=1)
+
+
+def _segment(x: np.ndarray, y: np.ndarray, ax: np.ndarray, ay: np.ndarray, bx: np.ndarray,
+             by: np.ndarray) -> np.ndarray:
+    """Distance of each pixel to the segment from ``(ax, ay)`` to ``(bx, by)`` (B×1×1 each)."""
+    dx, dy = bx - ax, by - ay
+    t = np.clip(((x - ax) * dx + (y - ay) * dy) / (dx * dx + dy * dy + 1e-12), 0.0, 1.0)
+    return np.hypot(x - ax - t * dx, y - ay - t * dy)
+
+
+def _varied_mask(c: Canvas) -> tuple[np.ndarray, np.ndarray]:
+    """Respirator, cloth mask, bandana or neck gaiter, of varied width and chin line.
+
+    The covered area is the target ratio, so a narrow mask or a low chin line rises over the
+    nose bridge and a wide one stays under the nose: the nose coverage varies with them.
+    Respirators and cloth masks have ear loops (three in four) up towards the ears.
+    """
+    u, pts, x, y, style = c.u, c.pts, c.x, c.y, c.style
+    kind = _c(style)
+    cx = pts.nx + _c((u[:, 19] - 0.5) * 0.05)
+    dxn = x - cx
+    adx = np.abs(dxn)
+    hw = pts.fw * 0.5 * _c(_lerp(0.72, 1.0, u[:, 20]))  # half width
+    hw = np.where(kind == 4, 1.2 * hw, np.where(kind == 5, 1.25 * hw, hw))  # bandana, gaiter
+    chin = pts.my + _c(_lerp(0.07, 0.2, u[:, 21]))  # the lower edge under the chin
+    k1, k2 = _c(u[:, 22]), _c(u[:, 23])
+    tilt = _c((u[:, 24] - 0.5) * 0.12) * dxn
+    roll = 0.012 * np.sin(2 * np.pi * (x * _lerp(1.0, 2.0, k2) + _c(u[:, 25])))
+    top = np.select(
+        [kind == 2, kind == 3, kind == 4],
+        [pts.ny + _lerp(0.25, 0.6, k1) * adx,  # respirator: folded to a peak on the nose
+         pts.ny + _lerp(0.3, 0.9, k1) * dxn**2 - 0.03 * np.exp(-((dxn / 0.08) ** 2)),  # contour
+         pts.ny + tilt],  # bandana: a straight folded edge
+        pts.ny + tilt + roll)  # gaiter: a rolled edge
+    bottom = np.select(
+        [kind == 4, kind == 5],
+        [chin + 0.12 - _lerp(0.5, 1.1, k2) * adx,  # bandana: a point below the chin
+         chin + 0.05 + 0 * top],  # gaiter: straight along the jaw
+        chin - _lerp(0.3, 1.0, k2) * dxn**2)  # respirator, cloth: rounded under the chin
+    f = np.maximum(np.maximum(top - y, 4.0 * (adx - hw)), 4.0 * (y - bottom)).astype(np.float32)
+    # ear loops: from the mask's sides up towards the ears; covered together once the mask
+    # reaches their anchor (so they count towards the ratio and the ratio stays exact)
+    b, h, w = f.shape
+    anchor_y = pts.ny + _c(_lerp(0.0, 0.08, u[:, 28]))
+    ear_y = pts.ey + _c(_lerp(-0.02, 0.08, u[:, 27]))
+    strap = np.zeros(f.shape, dtype=bool)
+    level = np.full((b, 1, 1), -BIG, dtype=np.float32)
+    rows = np.arange(b)
+    for side in (-1.0, 1.0):
+        ax = cx + side * 0.92 * hw
+        strap |= _segment(x, y, ax, anchor_y, cx + side * (hw + 0.25), ear_y) < _STRAP
+        ix = np.clip((ax[:, 0, 0] * w).astype(int), 0, w - 1)
+        iy = np.clip((anchor_y[:, 0, 0] * h).astype(int), 0, h - 1)
+        level = np.maximum(level, f[rows, iy, ix][:, None, None])
+    strap &= _c((u[:, 26] < 0.75) & np.isin(style, (2, 3))) & (f > level)
+    f = np.where(strap, level, f)
+    return f, np.stack([top.astype(np.float32), strap.astype(np.float32)], axis=1)
 
 
 def mask_paint(c: Canvas) -> np.ndarray:
-    """A shaded, pleated surgical mask, or a knit / striped / fabric scarf."""
-    u, thr, top, x, y, pts = c.u, c.thr, c.field.extra, c.x, c.y, c.pts
+    """A shaded, pleated surgical mask, a knit / striped / fabric scarf, or a varied mask."""
+    return _pick(c.style < _CLASSIC, lambda: _classic_paint(c), lambda: _varied_paint(c))
+
+
+def _classic_paint(c: Canvas) -> np.ndarray:
+    u, thr, top, x, y, pts = c.u, c.thr, c.field.extra[:, 0], c.x, c.y, c.pts
     h, w = c.size
     depth = y - (top - _c(thr))  # distance below the top edge
 
@@ -288,6 +367,34 @@ def mask_paint(c: Canvas) -> np.ndarray:
         return tone_c + amp * tex + np.where(depth < 0.02, -18.0, 0.0)
 
     return _pick(c.first, surgical_paint, scarf_paint)
+
+
+def _varied_paint(c: Canvas) -> np.ndarray:
+    """Light or dark fabric, plain or patterned, with the style's folds, seam or hem."""
+    u, thr, x, y, pts = c.u, c.thr, c.x, c.y, c.pts
+    top, strap = c.field.extra[:, 0], c.field.extra[:, 1] > 0.5
+    kind = _c(c.style)
+    h, w = c.size
+    depth = y - (top - _c(thr))
+    dxn = x - (pts.nx + _c((u[:, 19] - 0.5) * 0.05))
+    tone = _c(np.where(u[:, 29] < 0.55, _lerp(170, 250, u[:, 33]), _lerp(20, 160, u[:, 33])))
+    shade = 1 - _c(_lerp(0.1, 0.35, u[:, 31])) * (dxn / (0.5 * pts.fw)) ** 2
+    kinds = ("fabric", "stripes", "knit")
+    tex = np.stack([textures.tile(kinds[min(int(u[i, 34] * 3), 2)], h, w, *u[i, 35:38])
+                    for i in range(len(u))])
+    amp = np.select([kind == 2, kind == 4], [np.full_like(kind, 3.0, dtype=np.float32),
+                                             _c(_lerp(25, 45, u[:, 32]))],
+                    _c(_lerp(0, 35, u[:, 32])))
+    period = _c(_lerp(0.07, 0.12, u[:, 38]))
+    marks = np.select(
+        [kind == 2, kind == 3, kind == 4],
+        [np.where(np.abs(dxn) < 0.012, -20.0, 0.0),  # the respirator's vertical fold
+         np.where(np.abs(dxn) < 0.01, -14.0, 0.0),  # the cloth mask's seam
+         np.where(np.mod(depth + 0.5 * np.abs(dxn), period) < 0.02, -12.0, 0.0)],  # folds
+        10.0 * np.sin(2 * np.pi * depth / period))  # the gaiter's soft rings
+    hem = np.where(depth < 0.02, np.where(kind == 5, 12.0, -15.0), 0.0)
+    loop = _c(np.where(u[:, 30] < 0.5, _lerp(215, 250, u[:, 39]), _lerp(15, 60, u[:, 39])))
+    return np.where(strap, loop, tone * shade + amp * tex + marks + hem)
 
 
 # --- hand --------------------------------------------------------------------------------------
@@ -523,10 +630,13 @@ def fill_paint(c: Canvas) -> np.ndarray:
 OCCLUDERS: tuple[Occluder, ...] = (
     Occluder("block", FILLS, "exact", block_field, fill_paint),
     Occluder("sunglasses", ("shades", "band"), "exact", sunglasses_field, sunglasses_paint,
-             style_cut=(3, 0.75)),
-    Occluder("mask", ("surgical", "scarf"), "exact", mask_field, mask_paint, style_cut=(3, 0.6)),
-    Occluder("hand", ("skin", "glove"), "exact", hand_field, hand_paint, style_cut=(12, 0.75)),
-    Occluder("hair", ("hair", "hat"), "exact", hair_field, hair_paint, style_cut=(3, 0.65)),
+             style_draw=(3, (0.75, 0.25))),
+    Occluder("mask", MASK_STYLES, "exact", mask_field, mask_paint,
+             style_draw=(3, MASK_WEIGHTS)),
+    Occluder("hand", ("skin", "glove"), "exact", hand_field, hand_paint,
+             style_draw=(12, (0.75, 0.25))),
+    Occluder("hair", ("hair", "hat"), "exact", hair_field, hair_paint,
+             style_draw=(3, (0.65, 0.35))),
     Occluder("polygon", FILLS, "exact", polygon_field, fill_paint),
     Occluder("strokes", ("marker",), "exact", strokes_field, strokes_paint),
 )
