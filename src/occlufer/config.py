@@ -177,9 +177,8 @@ def _occluder_types() -> tuple[str, ...]:
 
 def _styles(value: dict[str, list[str]]) -> dict[str, list[str]]:
     """Per occluder with drawn styles, a non-empty subset of them (``occlusion.styles``)."""
-    from occlufer.occlusion.registry import OCCLUDERS
+    from occlufer.occlusion.registry import DRAWN_STYLES as drawn
 
-    drawn = {k: o.styles for k, o in OCCLUDERS.items() if o.style_draw is not None}
     for kind, styles in value.items():
         if kind not in drawn:
             raise _rule(f"`$at` names {kind!r}, which draws no styles; the occluders that do: "

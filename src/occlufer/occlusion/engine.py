@@ -18,7 +18,7 @@ import numpy as np
 from occlufer.errors import ignore_interrupt
 from occlufer.occlusion import shapes
 from occlufer.occlusion.occluder import FILLS, Canvas, Occluder
-from occlufer.occlusion.registry import OCCLUDERS, TYPES
+from occlufer.occlusion.registry import DRAWN_STYLES, OCCLUDERS, TYPES
 from occlufer.occlusion.shapes import Landmarks
 from occlufer.rng import item_rng
 
@@ -47,12 +47,9 @@ class OcclusionSpec:
         if set(self.fills) - set(FILLS) or not self.fills:
             raise ValueError(f"bad fills {self.fills}; choose from {FILLS}")
         for kind, styles in self.styles:
-            occ = OCCLUDERS.get(kind)
-            if occ is None or occ.style_draw is None or not styles or set(styles) - set(
-                    occ.styles):
-                drawn = {k: o.styles for k, o in OCCLUDERS.items() if o.style_draw}
+            if not styles or set(styles) - set(DRAWN_STYLES.get(kind, ())):
                 raise ValueError(f"bad styles {list(styles)} for {kind!r}; drawn styles: "
-                                 f"{drawn}")
+                                 f"{DRAWN_STYLES}")
 
     def allowed(self, kind: str) -> tuple[str, ...] | None:
         """The styles ``kind`` may draw (None: all of them)."""
@@ -169,20 +166,21 @@ def occlude_batch(images: np.ndarray, rngs: Sequence[np.random.Generator], spec:
     for kind in dict.fromkeys(kinds):
         occluder = OCCLUDERS[kind]
         rows = np.flatnonzero(kinds == kind)
-        allowed = spec.allowed(kind)
-        if occluder.style_draw is not None:  # one style per chunk (stable: the order is kept)
-            rows = rows[np.argsort(occluder.style_index(draws.u[rows], allowed), kind="stable")]
+        style = occluder.style_index(draws.u[rows], spec.allowed(kind))
+        if style is not None:  # one style per chunk (stable: the order is kept)
+            order = np.argsort(style, kind="stable")
+            rows, style = rows[order], style[order]
         for start in range(0, len(rows), chunk):
             part = rows[start:start + chunk]
             d = draws.take(part)
             canvas = Canvas(images[part], d.u, d.ratios, d.fills, [rngs[i] for i in part],
-                            occluder.style_index(d.u, allowed), spec.aspect, pool, own[part],
-                            pool_order)
+                            None if style is None else style[start:start + chunk], spec.aspect,
+                            pool, own[part], pool_order)
             o, m, s = _render(occluder, canvas, spec.landmarks,
                               None if points is None else points[part])
             out[part], masks[part] = o, m
-            for i, style in zip(part, s, strict=True):
-                styles[i] = style
+            for i, name in zip(part, s, strict=True):
+                styles[i] = name
     return Occlusion(out, masks, kinds.tolist(), styles, draws.ratios.astype(np.float64))
 
 

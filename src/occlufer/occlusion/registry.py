@@ -20,6 +20,9 @@ from occlufer.occlusion.occluder import Occluder
 OCCLUDERS: dict[str, Occluder] = {o.name: o for o in (*shapes.OCCLUDERS, *dropouts.OCCLUDERS)}
 #: every occluder type, in the order previews show them
 TYPES: tuple[str, ...] = tuple(OCCLUDERS)
+#: the occluders that draw one of several styles (``occlusion.styles``), with their styles
+DRAWN_STYLES: dict[str, tuple[str, ...]] = {k: o.styles for k, o in OCCLUDERS.items()
+                                            if o.style_draw is not None}
 #: types whose realised ratio meets the target (to half a pixel, or within 2 points)
 RATIO_CONTROLLED: tuple[str, ...] = tuple(k for k, o in OCCLUDERS.items()
                                           if o.ratio != "approximate")
