@@ -17,7 +17,8 @@ choice.
   before the varied ones; ``mask_varied``: the four varied ones). The gap of a type is clean
   accuracy minus that accuracy on the same faces, in points.
 
-Variants differ only in the named ``train`` keys (or the occluders or mask styles trained on);
+Variants differ only in the named ``train`` keys (or the occluders or mask styles trained on;
+a ``teacher`` named by a variant is that variant's kept model, ``--save-dir/<variant>.pt``);
 the data, seed, epochs and everything else are the same. ``--rescore`` trains nothing and
 scores each variant's kept model again (e.g. on a test set added since). Each finished variant
 appends one row to ``--out`` (CSV), so a long ablation can run variant by variant.
@@ -46,6 +47,7 @@ from occlufer.labels import CLASSES  # noqa: E402
 from occlufer.models import build_model, load_model, save_model  # noqa: E402
 from occlufer.occlusion import OcclusionSpec, occlude_images  # noqa: E402
 from occlufer.training import ValArrays, fit  # noqa: E402
+from occlufer.training.distill import announce, load_teacher, teacher_logits  # noqa: E402
 from occlufer.training.loop import predict_logits  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,6 +82,12 @@ VARIANTS: dict[str, tuple[dict[str, Any], tuple[str, ...], tuple[str, ...] | Non
     "first_masks": ({}, (), FIRST_MASKS),
     # the first two mask styles held out: trained on the varied ones only
     "varied_masks": ({}, (), VARIED_MASKS),
+    # distilled from the baseline's kept model (same net, data and budget: a teacher that saw
+    # nothing the student does not; run `baseline` first): each face and its occluded copy
+    # learn towards the teacher's output on the clean face (train.teacher / train.distill)
+    "distill": ({"teacher": "baseline", "distill": 0.5}, (), None),
+    "distill_t4": ({"teacher": "baseline", "distill": 0.9, "distill_temperature": 4.0}, (),
+                   None),
 }
 
 
@@ -157,6 +165,12 @@ def main() -> None:
             best_epoch, best_score, minutes, rate = meta.get("epoch", ""), "", "", ""
         else:
             data = mixed_train_arrays(tr_img, tr_lab, occlusion)
+            if cfg.teacher:  # another variant's kept model
+                cfg = replace(cfg, teacher=str(args.save_dir / f"{cfg.teacher}.pt"))
+                teacher, meta, columns = load_teacher(cfg.teacher, list(CLASSES), 48)
+                data.teacher = teacher_logits(teacher, data, columns, torch.device("cpu"),
+                                              tta_flip=bool(meta.get("tta_flip", False)))
+                print(announce(cfg.teacher, meta, data.teacher, data), flush=True)
             torch.manual_seed(base.seed)
             model = build_model(m.name, num_classes=len(CLASSES), image_size=48,
                                 dropout=m.dropout, width=m.width, blocks=m.blocks)
@@ -191,7 +205,8 @@ def main() -> None:
         row["hardware"] = hw
         print(" ".join(f"{k}={v}" for k, v in row.items() if k != "hardware"), flush=True)
         fields = ["variant", "epochs", "train_faces", "held_out", "mask_styles", "pair",
-                  "consistency", "consistency_temperature", "ema", "mix", "best_epoch",
+                  "consistency", "consistency_temperature", "ema", "mix", "teacher", "distill",
+                  "distill_temperature", "best_epoch",
                   "val_mixed_acc", "test_clean", *[f"gap_{k}" for k in TEST_TYPES],
                   "mean_gap_4", "minutes", "img_per_s", "hardware"]
         append_row(args.out, fields, row)

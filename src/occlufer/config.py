@@ -372,6 +372,11 @@ class TrainCfg:
     #                                                  same classes): zoo:NAME, a model.pt path
     #                                                  or an MLflow runs:/ or models:/ URI
     freeze_epochs: Annotated[Int, within(ge=0)]      # trunk frozen for this many first epochs
+    teacher: Str | None                              # distil from this model's predictions on
+    #                                                  the clean faces (same refs as init_from)
+    distill: Annotated[Float, within(ge=0.0, le=1.0)]  # weight of the distillation term (the
+    #                                                  label's cross-entropy gets 1 - distill)
+    distill_temperature: Annotated[Float, within(gt=0.0)]  # softening of both distributions
     augment: AugmentCfg
     device: DEVICES
     amp: Bool                                        # CUDA: bf16 autocast + channels_last
@@ -399,6 +404,13 @@ class TrainCfg:
             raise _rule(f"`$at.freeze_epochs` = {self.freeze_epochs} freezes a pretrained "
                         "trunk, but `$at.init_from` is null; set it (e.g. "
                         "`-S $at.init_from=zoo:fer2013`) or `$at.freeze_epochs=0`")
+        if self.distill > 0 and self.teacher is None:
+            raise _rule(f"`$at.distill` = {self.distill} learns from a teacher, but "
+                        "`$at.teacher` is null; set it (e.g. `-S $at.teacher=zoo:fer2013`) or "
+                        "`$at.distill=0`")
+        if self.teacher is not None and self.distill == 0:
+            raise _rule(f"`$at.teacher` = {self.teacher} is not used while `$at.distill` = 0; "
+                        "set `$at.distill` (e.g. 0.5) or `$at.teacher=null`")
         if self.pair and self.augment.occlude_clean > 0:
             raise _rule("`$at.pair=true` compares each occluded face with its clean twin, but "
                         f"`$at.augment.occlude_clean` = {self.augment.occlude_clean} would "

@@ -6,8 +6,10 @@ go to MLflow and the console only. The run is tagged with the SHA-256 of ``model
 validate finds it. After every epoch the training state goes to ``checkpoints/train.pt``
 (:mod:`occlufer.training.checkpoints`): a killed stage resumes in the same MLflow run and ends
 as an uninterrupted one would. ``train.init_from`` starts from another model's trunk
-(:mod:`occlufer.training.init`). With ``train.devices`` × ``train.nodes`` > 1 the stage
-re-launches itself under torchrun (DDP): every process trains, rank 0 alone logs and writes.
+(:mod:`occlufer.training.init`); ``train.teacher`` distils from another model's predictions
+on the clean faces (:mod:`occlufer.training.distill`). With ``train.devices`` ×
+``train.nodes`` > 1 the stage re-launches itself under torchrun (DDP): every process trains,
+rank 0 alone logs and writes.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from occlufer.data.store import read_store
 from occlufer.inference.predictor import resolve_model_file
 from occlufer.inference.pyfunc import log_pyfunc_model
 from occlufer.stages import run_stage, stage_params
-from occlufer.training import EpochStats, TrainState, fit, resolve_device
+from occlufer.training import EpochStats, TrainState, distill, fit, resolve_device
 from occlufer.training import distributed as dist
 from occlufer.training.checkpoints import checkpoint_path, fingerprint, resume, save_checkpoint
 from occlufer.training.data import train_arrays, val_arrays
@@ -43,9 +45,13 @@ def train(params: Params, src: Path = SRC, out: Path = OUT) -> list[EpochStats]:
         torch.set_num_threads(cfg.num_threads)
     train_store, val_store = read_store(src / "train"), read_store(src / "val")
     init_file = resolve_model_file(cfg.init_from) if cfg.init_from else None
-    job = prepare(params, list(train_store.manifest["label"].cat.categories),
-                  int(train_store.images.shape[1]), init_file, print_=lead)
-    ckpt, key = checkpoint_path(out), fingerprint(params, src, init_file)
+    teacher_file = resolve_model_file(cfg.teacher) if cfg.teacher else None
+    classes = list(train_store.manifest["label"].cat.categories)
+    image_size = int(train_store.images.shape[1])
+    teacher = (distill.load_teacher(cfg.teacher, classes, image_size, teacher_file)
+               if cfg.teacher else None)  # checked before anything is written
+    job = prepare(params, classes, image_size, init_file, print_=lead)
+    ckpt, key = checkpoint_path(out), fingerprint(params, src, init_file, teacher_file)
     state, meta = resume(ckpt, key, lead)
     if lead:
         ckpt.parent.mkdir(parents=True, exist_ok=True)
@@ -62,7 +68,15 @@ def train(params: Params, src: Path = SRC, out: Path = OUT) -> list[EpochStats]:
             tracking.set_tags(tracking.execution_tags())
             if state is None:
                 log_inputs(src)
-        result = fit(job.model, train_arrays(train_store), val_arrays(val_store), cfg,
+        arrays = train_arrays(train_store)
+        if teacher is not None:
+            t_model, t_meta, columns = teacher
+            arrays.teacher = distill.teacher_logits(
+                t_model, arrays, columns, device, tta_flip=bool(t_meta.get("tta_flip", False)))
+            if lead:
+                print(distill.announce(str(cfg.teacher), t_meta, arrays.teacher, arrays),
+                      flush=True)
+        result = fit(job.model, arrays, val_arrays(val_store), cfg,
                      params.model, params.occlusion, params.seed, device, state=state,
                      on_epoch=on_epoch, before_epoch=job.before_epoch)
         if lead:

@@ -36,7 +36,8 @@ class TrainArrays:
     ``source[i]`` is the row of occluded row ``i``'s clean face (``-1`` for clean rows and for
     occluded rows whose clean face is not in the set); ``masks`` are the recorded occlusion masks;
     ``points`` each row's detected keypoints (N×4×2, NaN where it has none; None: no row has
-    any), where fresh occlusions place the region occluders.
+    any), where fresh occlusions place the region occluders; ``teacher`` the distillation
+    teacher's logits on each row's clean face (N×C; :mod:`occlufer.training.distill`).
     """
 
     images: np.ndarray
@@ -45,6 +46,7 @@ class TrainArrays:
     source: np.ndarray
     masks: np.ndarray | None = None
     points: np.ndarray | None = None
+    teacher: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.images)

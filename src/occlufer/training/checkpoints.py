@@ -35,9 +35,11 @@ def checkpoint_path(out: Path) -> Path:
     return out.parent / "checkpoints" / "train.pt"
 
 
-def fingerprint(params: Params, src: Path, init_file: Path | None = None) -> str:
+def fingerprint(params: Params, src: Path, init_file: Path | None = None,
+                teacher_file: Path | None = None) -> str:
     """What a checkpoint must match to be resumed: the result-relevant params, the data and
-    the content of the ``train.init_from`` model (``init_file``: that reference resolved by
+    the content of the ``train.init_from`` and ``train.teacher`` models (``init_file``,
+    ``teacher_file``: those references resolved by
     :func:`~occlufer.inference.predictor.resolve_model_file`; resolved here when not given)."""
     cfg = {k: v for k, v in asdict(params.train).items() if k not in NOT_RESULT}
     h = hashlib.sha256(json.dumps({"seed": params.seed, "model": asdict(params.model),
@@ -48,6 +50,8 @@ def fingerprint(params: Params, src: Path, init_file: Path | None = None) -> str
         h.update(str((src / part / IMAGES).stat().st_size).encode())
     if params.train.init_from is not None:
         h.update((init_file or resolve_model_file(params.train.init_from)).read_bytes())
+    if params.train.teacher is not None:
+        h.update((teacher_file or resolve_model_file(params.train.teacher)).read_bytes())
     return h.hexdigest()
 
 

@@ -36,6 +36,7 @@ from occlufer.training.augment import (
     ramped,
     warp,
 )
+from occlufer.training.distill import distill_loss, soft_targets
 
 
 @dataclass
@@ -318,7 +319,8 @@ class EpochTotals:
 
 def train_one_epoch(s: Stepper, epoch: int) -> EpochTotals:
     """One pass over the epoch's plan: fresh occlusions and augmentation drawn from
-    ``(seed, epoch, batch)``, forward, loss (+ mask and consistency terms), step, EMA."""
+    ``(seed, epoch, batch)``, forward, loss (+ distillation, mask and consistency terms), step,
+    EMA."""
     cfg, train, seed, rank, world, device = s.cfg, s.train, s.seed, s.rank, s.world, s.device
     torch.manual_seed(batch_seed(seed, epoch, rank, 1))  # dropout draws
     plan = batches(train, cfg, seed, epoch, rank, world)
@@ -340,6 +342,8 @@ def train_one_epoch(s: Stepper, epoch: int) -> EpochTotals:
         y = labels.to(device, non_blocking=True)
         m = masks.to(device, non_blocking=True).float().unsqueeze(1)
         pairs = pairs_in(plan[b], train.source) if cfg.pair else 0
+        soft = (torch.from_numpy(train.teacher[plan[b]]).to(device, non_blocking=True)
+                if cfg.distill > 0 else None)
         x, m = warp(x, m, aug, batch_seed(seed, epoch, b * world + rank, 2), pairs)
         mixed = mix_batch(x, m, cfg.mix, cfg.mix_prob, cfg.mix_alpha,
                           batch_seed(seed, epoch, b * world + rank, 3))
@@ -355,6 +359,11 @@ def train_one_epoch(s: Stepper, epoch: int) -> EpochTotals:
             if mixed.perm is not None:
                 loss = (mixed.lam * loss
                         + (1 - mixed.lam) * s.loss_fn(logits.float(), y[mixed.perm]))
+            if soft is not None:
+                t = cfg.distill_temperature
+                target = soft_targets(soft, t, mixed.perm, mixed.lam)
+                loss = ((1 - cfg.distill) * loss
+                        + cfg.distill * distill_loss(logits, target, t))
             if s.mask_weight > 0:
                 loss = loss + s.mask_weight * s.model.aux_loss(m.squeeze(1))
             if pairs and cfg.consistency > 0:
@@ -388,6 +397,9 @@ def fit(model: nn.Module, train: TrainArrays, val: ValArrays, cfg: TrainCfg,
     ``cfg.early_stopping`` epochs without a better ``cfg.monitor`` (:class:`Selection`).
     """
     rank, world = _world()
+    if cfg.distill > 0 and (train.teacher is None or len(train.teacher) != len(train)):
+        raise ValueError("train.distill > 0 needs the teacher's logits for every training row "
+                         "(TrainArrays.teacher; occlufer.training.distill.teacher_logits)")
     cuda = device.type == "cuda"
     amp = autocast_dtype(cfg, device)
     model.to(device)
