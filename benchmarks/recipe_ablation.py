@@ -47,7 +47,12 @@ from occlufer.labels import CLASSES  # noqa: E402
 from occlufer.models import build_model, load_model, save_model  # noqa: E402
 from occlufer.occlusion import OcclusionSpec, occlude_images  # noqa: E402
 from occlufer.training import ValArrays, fit  # noqa: E402
-from occlufer.training.distill import announce, load_teacher, teacher_logits  # noqa: E402
+from occlufer.training.distill import (  # noqa: E402
+    announce,
+    load_teacher,
+    teacher_accuracy,
+    teacher_logits,
+)
 from occlufer.training.loop import predict_logits  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -170,7 +175,8 @@ def main() -> None:
                 teacher, meta, columns = load_teacher(cfg.teacher, list(CLASSES), 48)
                 data.teacher = teacher_logits(teacher, data, columns, torch.device("cpu"),
                                               tta_flip=bool(meta.get("tta_flip", False)))
-                print(announce(cfg.teacher, meta, data.teacher, data), flush=True)
+                print(announce(cfg.teacher, meta, teacher_accuracy(data.teacher, data)),
+                      flush=True)
             torch.manual_seed(base.seed)
             model = build_model(m.name, num_classes=len(CLASSES), image_size=48,
                                 dropout=m.dropout, width=m.width, blocks=m.blocks)

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from occlufer.config import ConfigError
+from occlufer.data.store import read_store
 from occlufer.errors import OccluferError
 from occlufer.labels import CLASSES
 from occlufer.models import build_model, save_model
@@ -175,6 +176,13 @@ def test_train_stage_distils_and_stops_on_a_misfit(tmp_path: Path, make_params,
     out = capsys.readouterr().out
     assert f"train: distilling from {pt} (compact, epoch ?): its accuracy on the clean" in out
     assert (tmp_path / "models" / "model.pt").is_file()
+    import mlflow
+
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    acc = runs[0].data.metrics["teacher/train_acc"]  # the teacher always says "happy"
+    manifest = read_store(split_dir / "train").manifest
+    clean = manifest[~manifest["occluded"].astype(bool)]
+    assert acc == pytest.approx(float((clean["label"] == "happy").mean()))
     misfit = _save_teacher(tmp_path / "big.pt", size=64)
     params = make_params(*TINY_COMPACT, "train.log_model=false", f"train.teacher='{misfit}'",
                          "train.distill=0.5")

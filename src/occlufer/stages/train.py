@@ -74,8 +74,9 @@ def train(params: Params, src: Path = SRC, out: Path = OUT) -> list[EpochStats]:
             arrays.teacher = distill.teacher_logits(
                 t_model, arrays, columns, device, tta_flip=bool(t_meta.get("tta_flip", False)))
             if lead:
-                print(distill.announce(str(cfg.teacher), t_meta, arrays.teacher, arrays),
-                      flush=True)
+                acc = distill.teacher_accuracy(arrays.teacher, arrays)
+                print(distill.announce(str(cfg.teacher), t_meta, acc), flush=True)
+                tracking.log_metrics({"teacher/train_acc": acc})
         result = fit(job.model, arrays, val_arrays(val_store), cfg,
                      params.model, params.occlusion, params.seed, device, state=state,
                      on_epoch=on_epoch, before_epoch=job.before_epoch)

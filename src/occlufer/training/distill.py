@@ -96,9 +96,16 @@ def soft_targets(teacher: torch.Tensor, temperature: float, perm: torch.Tensor |
     return torch.log(lam * logp.exp() + (1 - lam) * logp[perm].exp()).clamp_min(-100.0)
 
 
-def announce(ref: str, meta: dict, logits: np.ndarray, train: TrainArrays) -> str:
-    """One line for the console: the teacher, and its accuracy on the clean training faces."""
+def teacher_accuracy(logits: np.ndarray, train: TrainArrays) -> float:
+    """The teacher's accuracy on the clean training faces (NaN when there are none): how much
+    of the labels it agrees with — near 1 it adds little beyond them."""
     clean = ~train.occluded
-    acc = float((logits[clean].argmax(1) == train.labels[clean]).mean()) if clean.any() else 0.0
+    if not clean.any():
+        return float("nan")
+    return float((logits[clean].argmax(1) == train.labels[clean]).mean())
+
+
+def announce(ref: str, meta: dict, accuracy: float) -> str:
+    """One line for the console: the teacher, and its accuracy on the clean training faces."""
     return (f"train: distilling from {ref} ({meta['name']}, epoch {meta.get('epoch', '?')}): "
-            f"its accuracy on the clean training faces {acc:.3f}")
+            f"its accuracy on the clean training faces {accuracy:.3f}")
