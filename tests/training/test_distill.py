@@ -152,6 +152,10 @@ def test_a_teacher_that_does_not_fit_stops_with_one_line(tmp_path: Path) -> None
     assert columns.tolist() == list(range(6, -1, -1))
     with pytest.raises(OccluferError, match="no model file"):
         load_teacher(str(tmp_path / "none.pt"), list(CLASSES), 48)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(OccluferError, match=r"junk.pt is not a readable model.pt .*written by"):
+        load_teacher(str(junk), list(CLASSES), 48)
 
 
 def test_fingerprint_follows_the_teacher_file(tmp_path: Path, make_params,
