@@ -47,12 +47,7 @@ from occlufer.labels import CLASSES  # noqa: E402
 from occlufer.models import build_model, load_model, save_model  # noqa: E402
 from occlufer.occlusion import OcclusionSpec, occlude_images  # noqa: E402
 from occlufer.training import ValArrays, fit  # noqa: E402
-from occlufer.training.distill import (  # noqa: E402
-    announce,
-    load_teacher,
-    teacher_accuracy,
-    teacher_logits,
-)
+from occlufer.training.distill import announce, load_teacher, teacher_accuracy  # noqa: E402
 from occlufer.training.loop import predict_logits  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -172,10 +167,9 @@ def main() -> None:
             data = mixed_train_arrays(tr_img, tr_lab, occlusion)
             if cfg.teacher:  # another variant's kept model
                 cfg = replace(cfg, teacher=str(args.save_dir / f"{cfg.teacher}.pt"))
-                teacher, meta, columns = load_teacher(cfg.teacher, list(CLASSES), 48)
-                data.teacher = teacher_logits(teacher, data, columns, torch.device("cpu"),
-                                              tta_flip=bool(meta.get("tta_flip", False)))
-                print(announce(cfg.teacher, meta, teacher_accuracy(data.teacher, data)),
+                teacher = load_teacher(cfg.teacher, list(CLASSES), 48)
+                data.teacher = teacher.logits(data, torch.device("cpu"))
+                print(announce(cfg.teacher, teacher.meta, teacher_accuracy(data.teacher, data)),
                       flush=True)
             torch.manual_seed(base.seed)
             model = build_model(m.name, num_classes=len(CLASSES), image_size=48,

@@ -114,9 +114,9 @@ def test_a_student_with_distill_1_follows_the_teacher_not_the_labels(
         tmp_path: Path, make_params, split_dir: Path) -> None:
     pt = _save_teacher(tmp_path / "teacher.pt", bias_to="happy")
     train_set, _ = _arrays(split_dir)
-    teacher, meta, columns = load_teacher(str(pt), list(CLASSES), 48)
-    logits = teacher_logits(teacher, train_set, columns, torch.device("cpu"),
-                            tta_flip=meta["tta_flip"])
+    teacher = load_teacher(str(pt), list(CLASSES), 48)
+    assert teacher.meta["tta_flip"] is True
+    logits = teacher.logits(train_set, torch.device("cpu"))
     assert (logits.argmax(1) == CLASSES.index("happy")).all()
     common = (*TINY_COMPACT, "train.epochs=3", "train.lr=0.01", "train.optimizer=adamw")
     for weight, expect_happy in ((1.0, True), (0.0, False)):

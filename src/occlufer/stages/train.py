@@ -70,12 +70,10 @@ def train(params: Params, src: Path = SRC, out: Path = OUT) -> list[EpochStats]:
                 log_inputs(src)
         arrays = train_arrays(train_store)
         if teacher is not None:
-            t_model, t_meta, columns = teacher
-            arrays.teacher = distill.teacher_logits(
-                t_model, arrays, columns, device, tta_flip=bool(t_meta.get("tta_flip", False)))
+            arrays.teacher = teacher.logits(arrays, device)
             if lead:
                 acc = distill.teacher_accuracy(arrays.teacher, arrays)
-                print(distill.announce(str(cfg.teacher), t_meta, acc), flush=True)
+                print(distill.announce(str(cfg.teacher), teacher.meta, acc), flush=True)
                 tracking.log_metrics({"teacher/train_acc": acc})
         result = fit(job.model, arrays, val_arrays(val_store), cfg,
                      params.model, params.occlusion, params.seed, device, state=state,

@@ -18,6 +18,7 @@ alone; its architecture may differ from the student's.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -31,10 +32,24 @@ from occlufer.training.augment import TrainArrays
 KEY = "train.teacher"
 
 
+class Teacher(NamedTuple):
+    """A loaded teacher: the model (eval mode), its saved metadata, and the column of each of
+    the student's classes in its output."""
+
+    model: nn.Module
+    meta: dict[str, Any]
+    columns: np.ndarray
+
+    def logits(self, train: TrainArrays, device: torch.device) -> np.ndarray:
+        """:func:`teacher_logits` with the test-time flip the teacher was saved with."""
+        return teacher_logits(self.model, train, self.columns, device,
+                              tta_flip=bool(self.meta.get("tta_flip", False)))
+
+
 def load_teacher(ref: str, classes: list[str], image_size: int,
-                 path: Path | None = None) -> tuple[nn.Module, dict, np.ndarray]:
-    """The teacher model (eval mode), its metadata and the column of each of ``classes`` in
-    its output. A teacher of other classes or another image size stops with one line."""
+                 path: Path | None = None) -> Teacher:
+    """The teacher for ``classes`` (:class:`Teacher`). A teacher of other classes or another
+    image size stops with one line."""
     from occlufer.models import load_model
 
     path = resolve_model_file(ref) if path is None else path
@@ -54,7 +69,7 @@ def load_teacher(ref: str, classes: list[str], image_size: int,
         raise OccluferError(f"{KEY} {ref} takes {meta['image_size']}×{meta['image_size']} "
                             f"faces, the data has {image_size}×{image_size}; give a teacher "
                             f"of that size or set acquire.image_size={meta['image_size']}")
-    return model, meta, np.array([saved.index(c) for c in classes])
+    return Teacher(model, meta, np.array([saved.index(c) for c in classes]))
 
 
 def clean_rows(train: TrainArrays) -> np.ndarray:
