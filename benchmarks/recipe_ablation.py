@@ -17,7 +17,8 @@ choice.
   before the varied ones; ``mask_varied``: the four varied ones). The gap of a type is clean
   accuracy minus that accuracy on the same faces, in points.
 
-Variants differ only in the named ``train`` keys (or the occluders or mask styles trained on;
+Variants differ only in the named ``train`` keys (or the occluders or mask styles trained on,
+or the model: :data:`MODELS`;
 a ``teacher`` named by a variant is that variant's kept model, ``--save-dir/<variant>.pt``);
 the data, seed, epochs and everything else are the same. ``--rescore`` trains nothing and
 scores each variant's kept model again (e.g. on a test set added since). Each finished variant
@@ -88,6 +89,14 @@ VARIANTS: dict[str, tuple[dict[str, Any], tuple[str, ...], tuple[str, ...] | Non
     "distill": ({"teacher": "baseline", "distill": 0.5}, (), None),
     "distill_t4": ({"teacher": "baseline", "distill": 0.9, "distill_temperature": 4.0}, (),
                    None),
+    # the occlusion-aware head (model occ_resnet, MODELS below) with the paired loss, at the
+    # CPU budget (give it --epochs for the same minutes as the baseline: it is slower per face)
+    "occ_resnet_pair": ({"pair": True, "consistency": 1.0}, (), None),
+}
+#: variants that change the model too: ``model`` keys over the recipe's (compact, width 32)
+MODELS: dict[str, dict[str, Any]] = {
+    "occ_resnet_pair": {"name": "occ_resnet", "width": 32, "blocks": [1, 1, 1, 1],
+                        "mask_loss": 0.5},
 }
 
 
@@ -158,7 +167,7 @@ def main() -> None:
         if mask_styles:
             occlusion = replace(occlusion, styles={**occlusion.styles, "mask": list(mask_styles)})
         cfg = replace(base.train, epochs=args.epochs, **overrides)
-        m = base.model
+        m = replace(base.model, **MODELS.get(name, {}))
         path = args.save_dir / f"{name}.pt"
         if args.rescore:  # the kept model of an earlier run, scored on today's test sets
             model, meta = load_model(path)
@@ -194,6 +203,7 @@ def main() -> None:
                "mask_styles": "-" if "mask" in held_out else "+".join(
                    mask_styles or occlusion.styles["mask"]),
                **{k: v for k, v in overrides.items()},
+               "model": m.name, "params": sum(p.numel() for p in model.parameters()),
                "best_epoch": best_epoch, "val_mixed_acc": best_score,
                "test_clean": round(clean, 4)}
         for kind in TEST_TYPES:
@@ -204,7 +214,8 @@ def main() -> None:
         row["img_per_s"] = rate
         row["hardware"] = hw
         print(" ".join(f"{k}={v}" for k, v in row.items() if k != "hardware"), flush=True)
-        fields = ["variant", "epochs", "train_faces", "held_out", "mask_styles", "pair",
+        fields = ["variant", "model", "params", "epochs", "train_faces", "held_out",
+                  "mask_styles", "pair",
                   "consistency", "consistency_temperature", "ema", "mix", "teacher", "distill",
                   "distill_temperature", "best_epoch",
                   "val_mixed_acc", "test_clean", *[f"gap_{k}" for k in TEST_TYPES],

@@ -293,6 +293,68 @@ def test_run_time_and_hardware_come_from_the_mlflow_run(trained, zoo_dir: Path, 
     assert run_id in card["training"]["hardware_source"]
 
 
+def test_a_distilled_model_names_its_teacher_pinned_by_bytes_and_git(
+        trained, zoo_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``zoo:NAME`` moves on when the zoo is republished, so the card of a distilled model pins
+    its teacher by sha256 and, when the run's checkout holds those bytes, by commit and path."""
+    from occlufer.hashing import file_sha256
+    from occlufer.training.distill import provenance
+    from occlufer.zoo.card import render
+    from occlufer.zoo.publish import publish
+
+    model, meta = trained
+    run = tmp_path / "run"
+    run.mkdir()
+    teacher = run / "teacher.pt"
+    save_model(teacher, model, name="compact", classes=meta["classes"], image_size=48,
+               dropout=0.0, arch=meta["arch"], epoch=9)
+    recorded = provenance("teacher.pt", teacher, {"name": "compact", "epoch": 9}, 0.71, 0.5, 2.0)
+    make_run(run, model, meta, teacher=recorded)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run(["git", "add", "teacher.pt"], cwd=run, check=True)
+    subprocess.run([*git, "commit", "-qm", "teacher"], cwd=run, check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=run, check=True, capture_output=True,
+                          text=True).stdout.strip()
+    params = yaml.safe_load((run / "params.yaml").read_text())
+    params["train"].update(teacher="teacher.pt", distill=0.5)
+    (run / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    monkeypatch.chdir(run)  # the reference is relative to where publish runs
+
+    card = publish("taught", run=run, recipe="smoke", conf=str(ROOT / "conf"))
+    got = card["training"]["teacher"]
+    assert got["sha256"] == file_sha256(teacher) and got["ref"] == "teacher.pt"
+    assert (got["arch"], got["epoch"], got["train_acc"], got["distill"]) == ("compact", 9, 0.71,
+                                                                           0.5)
+    assert got["source"] == "model.pt (recorded by train)"
+    assert got["git"] == {"commit": head, "path": "teacher.pt"}
+    md = (zoo_dir / "taught.md").read_text()
+    assert md == render(card)
+    assert f"git show {head}:teacher.pt > teacher.pt" in md and got["sha256"] in md
+
+    # the file the reference names now is another one: the recorded bytes are not in git
+    save_model(teacher, model, name="compact", classes=meta["classes"], image_size=48,
+               dropout=0.0, arch=meta["arch"], epoch=10)
+    subprocess.run([*git, "commit", "-qam", "another teacher"], cwd=run, check=True)
+    got = publish("taught", run=run, recipe="smoke", conf=str(ROOT / "conf"))["training"][
+        "teacher"]
+    assert got["sha256"] == recorded["sha256"] != file_sha256(teacher) and "git" not in got
+
+    # a model.pt from before train recorded its teacher: the file the reference names now
+    save_model(run / "models" / "model.pt", model, name="compact", classes=meta["classes"],
+               image_size=48, dropout=0.0, arch=meta["arch"], tta_flip=True, epoch=3)
+    got = publish("taught", run=run, recipe="smoke", conf=str(ROOT / "conf"))["training"][
+        "teacher"]
+    assert got["sha256"] == file_sha256(teacher) and "not recorded by model.pt" in got["source"]
+    assert got["distill"] == 0.5 and got["git"]["commit"] != head
+    assert "not recorded by model.pt" in (zoo_dir / "taught.md").read_text()
+
+    # no teacher, no line
+    params["train"].update(teacher=None, distill=0.0)
+    (run / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    card = publish("taught", run=run, recipe="smoke", conf=str(ROOT / "conf"))
+    assert "teacher" not in card["training"] and "teacher" not in render(card)
+
+
 def test_list_and_show(published: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["zoo", "list"]) == 0
     out = capsys.readouterr().out.splitlines()

@@ -14,6 +14,7 @@ from torch import nn
 from occlufer.config import ConfigError
 from occlufer.data.store import read_store
 from occlufer.errors import OccluferError
+from occlufer.hashing import file_sha256
 from occlufer.labels import CLASSES
 from occlufer.models import build_model, save_model
 from occlufer.stages.train import train
@@ -187,6 +188,11 @@ def test_train_stage_distils_and_stops_on_a_misfit(tmp_path: Path, make_params,
     manifest = read_store(split_dir / "train").manifest
     clean = manifest[~manifest["occluded"].astype(bool)]
     assert acc == pytest.approx(float((clean["label"] == "happy").mean()))
+    # the student's model.pt pins its teacher by bytes (zoo:NAME moves on when republished)
+    saved = torch.load(tmp_path / "models" / "model.pt", weights_only=True)["teacher"]
+    assert saved["sha256"] == file_sha256(pt) and saved["ref"] == str(pt)
+    assert (saved["distill"], saved["temperature"]) == (0.5, 2.0)
+    assert saved["train_acc"] == pytest.approx(acc, abs=1e-4)
     misfit = _save_teacher(tmp_path / "big.pt", size=64)
     params = make_params(*TINY_COMPACT, "train.log_model=false", f"train.teacher='{misfit}'",
                          "train.distill=0.5")

@@ -66,9 +66,14 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu",
     path = Path(path)
     if not path.is_file():
         raise OccluferError(f"{path}: no model file; train one first (`dvc repro train`)")
-    meta = torch.load(path, map_location=map_location, weights_only=True)
-    model = build_model(meta["name"], num_classes=len(meta["classes"]),
-                        image_size=meta["image_size"], dropout=meta["dropout"],
-                        **meta.get("arch", {}))
-    model.load_state_dict(meta.pop("state_dict"))
-    return model.eval(), meta
+    return model_from(torch.load(path, map_location=map_location, weights_only=True))
+
+
+def model_from(saved: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
+    """The model (eval mode) and metadata of a loaded :func:`save_model` file's content; the
+    weights leave ``saved``."""
+    model = build_model(saved["name"], num_classes=len(saved["classes"]),
+                        image_size=saved["image_size"], dropout=saved["dropout"],
+                        **saved.get("arch", {}))
+    model.load_state_dict(saved.pop("state_dict"))
+    return model.eval(), saved

@@ -68,18 +68,20 @@ def train(params: Params, src: Path = SRC, out: Path = OUT) -> list[EpochStats]:
             tracking.set_tags(tracking.execution_tags())
             if state is None:
                 log_inputs(src)
-        arrays = train_arrays(train_store)
-        if teacher is not None:
+        arrays, taught_by = train_arrays(train_store), None
+        if teacher is not None and teacher_file is not None:
             arrays.teacher = teacher.logits(arrays, device)
             if lead:
                 acc = distill.teacher_accuracy(arrays.teacher, arrays)
                 print(distill.announce(str(cfg.teacher), teacher.meta, acc), flush=True)
                 tracking.log_metrics({"teacher/train_acc": acc})
+                taught_by = distill.provenance(str(cfg.teacher), teacher_file, teacher.meta,
+                                               acc, cfg.distill, cfg.distill_temperature)
         result = fit(job.model, arrays, val_arrays(val_store), cfg,
                      params.model, params.occlusion, params.seed, device, state=state,
                      on_epoch=on_epoch, before_epoch=job.before_epoch)
         if lead:
-            model_file = write_outputs(out, job, params, result)
+            model_file = write_outputs(out, job, params, result, teacher=taught_by)
             tracking.tag_model(model_file)  # validate finds this run by the model's bytes
             seconds = log_result(result)
             if cfg.log_model:  # the pyfunc model: preprocessing + classes, servable by MLflow

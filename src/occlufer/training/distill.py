@@ -26,6 +26,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from occlufer.errors import OccluferError
+from occlufer.hashing import file_sha256
 from occlufer.inference.predictor import resolve_model_file
 from occlufer.training.augment import TrainArrays
 
@@ -50,16 +51,11 @@ def load_teacher(ref: str, classes: list[str], image_size: int,
                  path: Path | None = None) -> Teacher:
     """The teacher for ``classes`` (:class:`Teacher`). A teacher of other classes or another
     image size stops with one line."""
-    from occlufer.models import load_model
+    from occlufer.models import model_from
+    from occlufer.training.init import read_saved
 
     path = resolve_model_file(ref) if path is None else path
-    try:
-        model, meta = load_model(path)
-    except OccluferError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - pickle/zip errors of a foreign or broken file
-        raise OccluferError(f"{KEY} {ref}: {path} is not a readable model.pt "
-                            f"({exc.__class__.__name__}); give one written by `train`") from None
+    meta = read_saved(ref, path, KEY)
     saved = [str(c) for c in meta["classes"]]
     if sorted(saved) != sorted(classes):
         raise OccluferError(f"{KEY} {ref} predicts the classes {saved}, the data has {classes}; "
@@ -69,6 +65,7 @@ def load_teacher(ref: str, classes: list[str], image_size: int,
         raise OccluferError(f"{KEY} {ref} takes {meta['image_size']}×{meta['image_size']} "
                             f"faces, the data has {image_size}×{image_size}; give a teacher "
                             f"of that size or set acquire.image_size={meta['image_size']}")
+    model, meta = model_from(meta)
     return Teacher(model, meta, np.array([saved.index(c) for c in classes]))
 
 
@@ -118,6 +115,17 @@ def teacher_accuracy(logits: np.ndarray, train: TrainArrays) -> float:
     if not clean.any():
         return float("nan")
     return float((logits[clean].argmax(1) == train.labels[clean]).mean())
+
+
+def provenance(ref: str, path: Path, meta: dict, accuracy: float, weight: float,
+               temperature: float) -> dict[str, Any]:
+    """What a student's ``model.pt`` records about its teacher (``teacher`` in the metadata;
+    the zoo card shows it): the reference as given, the file's sha256 — the reference alone
+    does not pin the teacher, ``zoo:NAME`` changes when the zoo is republished —, the teacher's
+    architecture and epoch, its accuracy on the clean training faces, the weight and T."""
+    return {"ref": ref, "sha256": file_sha256(path), "arch": str(meta["name"]),
+            "epoch": meta.get("epoch"), "train_acc": round(float(accuracy), 4),
+            "distill": float(weight), "temperature": float(temperature)}
 
 
 def announce(ref: str, meta: dict, accuracy: float) -> str:

@@ -90,16 +90,18 @@ def _overrides(name: str, arch: Mapping[str, Any]) -> str:
     return " ".join(out)
 
 
-def read_saved(ref: str, path: Path) -> dict[str, Any]:
-    """The content of a ``model.pt`` written by :func:`occlufer.models.save_model`."""
+def read_saved(ref: str, path: Path, key: str = KEY) -> dict[str, Any]:
+    """The content of a ``model.pt`` written by :func:`occlufer.models.save_model`, given as
+    ``ref`` to the setting ``key`` (``train.init_from``, ``train.teacher``); a file that is not
+    one stops with one line."""
     try:
         meta = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - pickle/zip errors of a foreign or broken file
-        raise OccluferError(f"{KEY} {ref}: {path} is not a readable model.pt "
+        raise OccluferError(f"{key} {ref}: {path} is not a readable model.pt "
                             f"({exc.__class__.__name__}); give one written by `train`") from None
     need = ("name", "classes", "image_size", "state_dict")
     if not isinstance(meta, dict) or any(k not in meta for k in need):
-        raise OccluferError(f"{KEY} {ref}: {path} is not a model.pt written by occlufer (it "
+        raise OccluferError(f"{key} {ref}: {path} is not a model.pt written by occlufer (it "
                             f"lacks {', '.join(need)}); give one written by `train`")
     return meta
 

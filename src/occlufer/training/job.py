@@ -64,15 +64,18 @@ def history_frame(history: list[EpochStats]) -> pd.DataFrame:
                                                if k not in TIMING_METRICS}} for h in history])
 
 
-def write_outputs(out: Path, job: TrainJob, params: Params, result: FitResult) -> Path:
+def write_outputs(out: Path, job: TrainJob, params: Params, result: FitResult, *,
+                  teacher: dict[str, Any] | None = None) -> Path:
     """``out/model.pt`` (the fitted model, on the CPU) and ``out/history.csv``; returns the
-    model file."""
+    model file. ``teacher`` (:func:`occlufer.training.distill.provenance`), when the model was
+    distilled, goes into the model's metadata."""
     cfg = params.train
     job.model.cpu().eval()
     out.mkdir(parents=True, exist_ok=True)
     save_model(out / "model.pt", job.model, name=params.model.name, classes=job.classes,
                image_size=job.image_size, dropout=params.model.dropout, arch=job.arch,
-               tta_flip=cfg.tta_flip, tta_shift=cfg.tta_shift, epoch=result.best_epoch)
+               tta_flip=cfg.tta_flip, tta_shift=cfg.tta_shift, epoch=result.best_epoch,
+               **({"teacher": teacher} if teacher else {}))
     history_frame(result.history).to_csv(out / "history.csv", index=False)
     return out / "model.pt"
 

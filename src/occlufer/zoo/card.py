@@ -39,6 +39,27 @@ def _views(model: Mapping[str, Any]) -> str:
     return ", ".join(views)
 
 
+def _teacher(teacher: Mapping[str, Any] | None) -> list[str]:
+    """The *Training* line of a distilled model: its teacher, pinned by sha256 (and by git)."""
+    if not teacher:
+        return []
+    acc = teacher.get("train_acc")
+    what = ", ".join(x for x in (
+        f"{teacher['arch']}, epoch {_f(teacher.get('epoch'))}" if teacher.get("arch") else "",
+        f"accuracy on the clean training faces {_f(acc)}" if acc is not None else "") if x)
+    line = (f"- teacher (distillation): `{teacher.get('ref')}`" + (f" ({what})" if what else "")
+            + f", weight {_f(teacher.get('distill'), 2)}, temperature "
+            f"{_f(teacher.get('temperature'), 1)}; sha256 `{teacher.get('sha256') or '—'}`; "
+            f"source: {teacher.get('source')}")
+    git = teacher.get("git")
+    if git:
+        line += (f". Those bytes are `{git['path']}` at commit `{git['commit']}`: to rebuild, "
+                 f"`git show {git['commit']}:{git['path']} > teacher.pt` and give "
+                 "`train.teacher=teacher.pt` in the command above (the reference alone names "
+                 "whatever the zoo holds now)")
+    return [line]
+
+
 def render(card: Mapping[str, Any]) -> str:
     name, ev = card["name"], card["evaluation"]
     split, clean, occl = ev["split"], ev.get("clean") or {}, ev.get("occluded") or {}
@@ -131,6 +152,7 @@ def render(card: Mapping[str, Any]) -> str:
               + (f", {hw['memory_gib']} GiB" if hw.get("memory_gib") else "")
               + (f", GPU {', '.join(hw['gpus'])}" if hw.get("gpus") else ", no GPU")
               + f"; source: {train.get('hardware_source')}"]
+    lines += _teacher(train.get("teacher"))
     data = train.get("data")
     if data:
         lines.append(f"- data: {data.get('faces')} faces acquired; per class "

@@ -111,14 +111,19 @@ def read_report(folder: Path, fix: str) -> dict[str, Any]:
     return {**(_read_json(detail, "validate detail", fix) if detail.is_file() else {}), **head}
 
 
+def _git_out(run: Path, *args: str, text: bool = True) -> Any:
+    """stdout of ``git args`` in ``run`` (str, or bytes with ``text=False``); None on failure."""
+    try:
+        out = subprocess.run(["git", *args], cwd=run, capture_output=True, text=text,
+                             timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
 def _git(run: Path) -> dict[str, Any]:
     def git(*args: str) -> str | None:
-        try:
-            out = subprocess.run(["git", *args], cwd=run, capture_output=True, text=True,
-                                 timeout=30, check=False)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return out.stdout if out.returncode == 0 else None
+        return _git_out(run, *args)
 
     commit = git("rev-parse", "HEAD")
     if commit is None:
@@ -257,6 +262,59 @@ def evaluation(metrics: Mapping[str, float], validate: Mapping[str, Any]) -> dic
                "ci_low": metrics.get(f"{rob}/mean_auc_ci_low"),
                "ci_high": metrics.get(f"{rob}/mean_auc_ci_high")}
         out["robustness_mean_auc"] = {k: float(v) for k, v in auc.items() if v is not None}
+    return out
+
+
+def _committed(run: Path, file: Path, digest: str) -> dict[str, str] | None:
+    """Where git holds ``file`` with exactly these bytes: {commit, path} at ``run``'s HEAD when
+    the file is inside that checkout and committed unchanged, else None."""
+    import hashlib
+
+    top, head = _git_out(run, "rev-parse", "--show-toplevel"), _git_out(run, "rev-parse", "HEAD")
+    if not top or not head:
+        return None
+    try:
+        rel = file.resolve().relative_to(Path(top.strip()).resolve()).as_posix()
+    except ValueError:
+        return None
+    blob = _git_out(run, "show", f"HEAD:{rel}", text=False)
+    if blob is None or hashlib.sha256(blob).hexdigest() != digest:
+        return None
+    return {"commit": head.strip(), "path": rel}
+
+
+def teacher_of(meta: Mapping[str, Any], params: Mapping[str, Any],
+               run: Path) -> dict[str, Any] | None:
+    """The teacher a distilled model learned from (``train.teacher``), for the card: what
+    ``model.pt`` recorded (:func:`occlufer.training.distill.provenance`), else — a model trained
+    before train recorded it — the file the reference names now, said so in ``source``. A
+    teacher committed to the run's git checkout (a zoo file) gets ``git``: the commit and path
+    that hold those bytes, since ``zoo:NAME`` itself moves on when the zoo is republished."""
+    from occlufer.inference.predictor import resolve_model_file
+
+    train = params.get("train") or {}
+    recorded = meta.get("teacher")
+    if recorded is None and not train.get("teacher"):
+        return None
+    if recorded is not None:
+        out = {**recorded, "source": "model.pt (recorded by train)"}
+    else:
+        out = {"ref": str(train["teacher"]), "distill": train.get("distill"),
+               "temperature": train.get("distill_temperature"),
+               "source": "not recorded by model.pt (trained before train recorded its teacher): "
+                         "the file the reference names when the card was published"}
+        try:
+            out["sha256"] = sha256(resolve_model_file(out["ref"]))
+        except OccluferError:
+            out["sha256"] = None
+            out["source"] = "not recorded by model.pt, and the reference no longer resolves"
+    if out.get("sha256"):
+        try:
+            where = _committed(run, resolve_model_file(out["ref"]), out["sha256"])
+        except OccluferError:
+            where = None
+        if where:
+            out["git"] = where
     return out
 
 
@@ -428,6 +486,9 @@ def publish(name: str, *, run: Path | None = None, models: str = "models",
         counts = json.loads(summary.read_text(encoding="utf-8"))
         card["training"]["data"] = {k: counts[k] for k in ("faces", "per_class", "per_split")
                                     if k in counts}
+    taught = teacher_of(meta, raw, run)
+    if taught:
+        card["training"]["teacher"] = taught
     card["limits"] = limits(card, raw)
 
     out_json, out_md = folder / f"{name}.json", folder / f"{name}.md"
