@@ -348,6 +348,13 @@ def test_a_distilled_model_names_its_teacher_pinned_by_bytes_and_git(
     assert got["distill"] == 0.5 and got["git"]["commit"] != head
     assert "not recorded by model.pt" in (zoo_dir / "taught.md").read_text()
 
+    # an MLflow reference is not fetched to publish a card
+    params["train"].update(teacher="runs:/0123456789abcdef/model")
+    (run / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    got = publish("taught", run=run, recipe="smoke", conf=str(ROOT / "conf"))["training"][
+        "teacher"]
+    assert got["sha256"] is None and "not fetched" in got["source"] and "git" not in got
+
     # no teacher, no line
     params["train"].update(teacher=None, distill=0.0)
     (run / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -296,21 +296,26 @@ def teacher_of(meta: Mapping[str, Any], params: Mapping[str, Any],
     recorded = meta.get("teacher")
     if recorded is None and not train.get("teacher"):
         return None
+    ref = str(recorded["ref"] if recorded is not None else train["teacher"])
+    local = "://" not in ref and not ref.startswith(("runs:/", "models:/"))  # no download
     if recorded is not None:
         out = {**recorded, "source": "model.pt (recorded by train)"}
     else:
-        out = {"ref": str(train["teacher"]), "distill": train.get("distill"),
-               "temperature": train.get("distill_temperature"),
+        out = {"ref": ref, "distill": train.get("distill"),
+               "temperature": train.get("distill_temperature"), "sha256": None,
                "source": "not recorded by model.pt (trained before train recorded its teacher): "
                          "the file the reference names when the card was published"}
+        if not local:
+            out["source"] = ("not recorded by model.pt (trained before train recorded its "
+                             "teacher); an MLflow reference is not fetched to publish")
+        else:
+            try:
+                out["sha256"] = sha256(resolve_model_file(ref))
+            except OccluferError:
+                out["source"] = "not recorded by model.pt, and the reference no longer resolves"
+    if out.get("sha256") and local:
         try:
-            out["sha256"] = sha256(resolve_model_file(out["ref"]))
-        except OccluferError:
-            out["sha256"] = None
-            out["source"] = "not recorded by model.pt, and the reference no longer resolves"
-    if out.get("sha256"):
-        try:
-            where = _committed(run, resolve_model_file(out["ref"]), out["sha256"])
+            where = _committed(run, resolve_model_file(ref), out["sha256"])
         except OccluferError:
             where = None
         if where:
