@@ -265,12 +265,13 @@ def evaluation(metrics: Mapping[str, float], validate: Mapping[str, Any]) -> dic
     return out
 
 
-def _committed(run: Path, file: Path, digest: str) -> dict[str, str] | None:
-    """Where git holds ``file`` with exactly these bytes: {commit, path} at ``run``'s HEAD when
-    the file is inside that checkout and committed unchanged, else None."""
+def _committed(run: Path, file: Path, digest: str, head: str | None) -> dict[str, str] | None:
+    """Where git holds ``file`` with exactly these bytes: {commit, path} at ``run``'s HEAD (the
+    commit ``head``, from :func:`_git`) when the file is inside that checkout and committed
+    unchanged, else None."""
     import hashlib
 
-    top, head = _git_out(run, "rev-parse", "--show-toplevel"), _git_out(run, "rev-parse", "HEAD")
+    top = _git_out(run, "rev-parse", "--show-toplevel")
     if not top or not head:
         return None
     try:
@@ -280,16 +281,17 @@ def _committed(run: Path, file: Path, digest: str) -> dict[str, str] | None:
     blob = _git_out(run, "show", f"HEAD:{rel}", text=False)
     if blob is None or hashlib.sha256(blob).hexdigest() != digest:
         return None
-    return {"commit": head.strip(), "path": rel}
+    return {"commit": head, "path": rel}
 
 
-def teacher_of(meta: Mapping[str, Any], params: Mapping[str, Any],
-               run: Path) -> dict[str, Any] | None:
+def teacher_of(meta: Mapping[str, Any], params: Mapping[str, Any], run: Path,
+               head: str | None) -> dict[str, Any] | None:
     """The teacher a distilled model learned from (``train.teacher``), for the card: what
     ``model.pt`` recorded (:func:`occlufer.training.distill.provenance`), else — a model trained
     before train recorded it — the file the reference names now, said so in ``source``. A
-    teacher committed to the run's git checkout (a zoo file) gets ``git``: the commit and path
-    that hold those bytes, since ``zoo:NAME`` itself moves on when the zoo is republished."""
+    teacher committed to the run's git checkout at ``head`` (a zoo file) gets ``git``: the
+    commit and path that hold those bytes, since ``zoo:NAME`` itself moves on when the zoo is
+    republished. An MLflow reference is not fetched."""
     from occlufer.inference.predictor import resolve_model_file
 
     train = params.get("train") or {}
@@ -298,28 +300,29 @@ def teacher_of(meta: Mapping[str, Any], params: Mapping[str, Any],
         return None
     ref = str(recorded["ref"] if recorded is not None else train["teacher"])
     local = "://" not in ref and not ref.startswith(("runs:/", "models:/"))  # no download
+    file: Path | None = None
+    if local:
+        try:
+            file = resolve_model_file(ref)
+        except OccluferError:
+            file = None
     if recorded is not None:
         out = {**recorded, "source": "model.pt (recorded by train)"}
     else:
         out = {"ref": ref, "distill": train.get("distill"),
-               "temperature": train.get("distill_temperature"), "sha256": None,
+               "temperature": train.get("distill_temperature"),
+               "sha256": sha256(file) if file is not None else None,
                "source": "not recorded by model.pt (trained before train recorded its teacher): "
                          "the file the reference names when the card was published"}
         if not local:
             out["source"] = ("not recorded by model.pt (trained before train recorded its "
                              "teacher); an MLflow reference is not fetched to publish")
-        else:
-            try:
-                out["sha256"] = sha256(resolve_model_file(ref))
-            except OccluferError:
-                out["source"] = "not recorded by model.pt, and the reference no longer resolves"
-    if out.get("sha256") and local:
-        try:
-            where = _committed(run, resolve_model_file(ref), out["sha256"])
-        except OccluferError:
-            where = None
-        if where:
-            out["git"] = where
+        elif file is None:
+            out["source"] = "not recorded by model.pt, and the reference no longer resolves"
+    where = (_committed(run, file, out["sha256"], head)
+             if file is not None and out.get("sha256") else None)
+    if where:
+        out["git"] = where
     return out
 
 
@@ -491,7 +494,7 @@ def publish(name: str, *, run: Path | None = None, models: str = "models",
         counts = json.loads(summary.read_text(encoding="utf-8"))
         card["training"]["data"] = {k: counts[k] for k in ("faces", "per_class", "per_split")
                                     if k in counts}
-    taught = teacher_of(meta, raw, run)
+    taught = teacher_of(meta, raw, run, git.get("commit"))
     if taught:
         card["training"]["teacher"] = taught
     card["limits"] = limits(card, raw)
