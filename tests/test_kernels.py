@@ -79,6 +79,15 @@ def test_portable_pipeline_gives_the_same_bits_on_an_older_cpu(
         "did not reach the kernels, so the portable case above proves nothing")
 
 
+def _fresh_python(tmp_path: Path, script: str) -> list[str]:
+    """The lines ``script`` prints, run by a new interpreter without the portable settings."""
+    (tmp_path / "s.py").write_text(script)
+    env = {k: v for k, v in os.environ.items() if k not in kernels.PORTABLE_ENV}
+    return subprocess.run([sys.executable, str(tmp_path / "s.py")], env=env,
+                          capture_output=True, text=True, timeout=120,
+                          check=True).stdout.splitlines()
+
+
 def test_a_stage_re_executes_itself_with_the_portable_kernels(tmp_path: Path) -> None:
     """``kernels.use(True)`` restarts the process (same id) with :data:`PORTABLE_ENV` once."""
     script = ("import os, sys, torch\n"
@@ -88,10 +97,7 @@ def test_a_stage_re_executes_itself_with_the_portable_kernels(tmp_path: Path) ->
               "print('pinned', os.getpid(), kernels.pinned(), torch.get_num_threads(),\n"
               "      torch.backends.mkldnn.enabled, torch.backends.cpu.get_cpu_capability())\n"
               "print(kernels.describe())\n")
-    (tmp_path / "s.py").write_text(script)
-    env = {k: v for k, v in os.environ.items() if k not in kernels.PORTABLE_ENV}
-    out = subprocess.run([sys.executable, str(tmp_path / "s.py")], env=env, capture_output=True,
-                         text=True, timeout=120, check=True).stdout.splitlines()
+    out = _fresh_python(tmp_path, script)
     starts = [line.split()[1] for line in out if line.startswith("start")]
     assert len(starts) == 2 and starts[0] == starts[1], out  # once more, same process
     _, pid, pinned, threads, mkldnn, capability = next(
@@ -99,6 +105,21 @@ def test_a_stage_re_executes_itself_with_the_portable_kernels(tmp_path: Path) ->
     assert (pid, pinned, threads, mkldnn, capability) == (
         starts[0], "True", str(kernels.PORTABLE_THREADS), "False", "DEFAULT")
     assert out[-1].startswith("portable kernels (ATen DEFAULT, 2 threads, oneDNN off)")
+
+
+def test_portable_pins_torch_and_opencv_when_a_stage_imports_them(tmp_path: Path) -> None:
+    """A stage that never imports PyTorch does not pay for it: ``kernels.use(True)`` sets
+    PyTorch's and OpenCV's switches when they are imported, not before."""
+    script = ("import sys\n"
+              "from occlufer import kernels\n"
+              "kernels.use(True)\n"
+              "print('before', 'torch' in sys.modules, 'cv2' in sys.modules, flush=True)\n"
+              "import cv2, torch\n"
+              "print('after', torch.get_num_threads(), torch.backends.mkldnn.enabled,\n"
+              "      cv2.useOptimized())\n")
+    out = _fresh_python(tmp_path, script)
+    assert "before False False" in out, out
+    assert f"after {kernels.PORTABLE_THREADS} False False" in out, out
 
 
 def test_portable_rejects_what_it_cannot_pin(make_params) -> None:

@@ -14,7 +14,9 @@ one fixed choice instead, the same on any x86-64 CPU:
   :data:`PORTABLE_THREADS` threads for OpenMP, MKL and OpenBLAS, and no GPU;
 - in the process: ``torch.set_num_threads(PORTABLE_THREADS)``, oneDNN and NNPACK off (their
   blocking follows the CPU's cache sizes), so convolutions go through ATen and MKL; OpenCV's
-  optimised (AVX2 / AVX-512) code paths off.
+  optimised (AVX2 / AVX-512) code paths off. Each is set when its library is imported (now,
+  if it already is): a stage that never imports PyTorch (occlude, mix_split) does not pay the
+  seconds its import takes.
 
 The price is speed (``benchmarks/pipeline_time.py``, ``benchmarks/isa_bits.py``); the recipes
 that train for long (``fer2013_cpu``, ``fer2013_best``, ``fer2013_gpu``, ``finetune_folder``)
@@ -23,8 +25,13 @@ and the quick ``smoke`` check set ``portable: false``; their figures name the CP
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
 import os
 import sys
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
 
 #: threads for every portable computation, whatever the machine has
 PORTABLE_THREADS = 2
@@ -59,13 +66,50 @@ def use(portable: bool) -> None:
         return
     if not pinned():
         reexec()
-    import cv2
-    import torch
+    when_imported("torch", _pin_torch)
+    when_imported("cv2", _pin_cv2)
 
+
+def _pin_torch(torch: Any) -> None:
     torch.set_num_threads(PORTABLE_THREADS)
     torch.backends.mkldnn.enabled = False
     torch.backends.nnpack.set_flags(False)
+
+
+def _pin_cv2(cv2: Any) -> None:
     cv2.setUseOptimized(False)
+
+
+def when_imported(name: str, then: Callable[[ModuleType], None]) -> None:
+    """Call ``then(module)`` once the top-level module ``name`` is imported: now if it is,
+    else right after its import completes (and before the importer gets it)."""
+    if name in sys.modules:
+        then(sys.modules[name])
+    elif not any(isinstance(f, _AfterImport) and f.name == name for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterImport(name, then))
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Finds ``name`` with the other finders, and runs ``then`` after the module executes."""
+
+    def __init__(self, name: str, then: Callable[[ModuleType], None]) -> None:
+        self.name, self.then = name, then
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname != self.name:
+            return None
+        sys.meta_path.remove(self)  # once; and find_spec below must not find this finder
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        run, then = spec.loader.exec_module, self.then
+
+        def exec_module(module: ModuleType) -> None:
+            run(module)
+            then(module)
+
+        spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
 
 
 def reexec() -> None:

@@ -125,3 +125,22 @@ def test_an_onnx_export_carries_the_models_test_time_views(tmp_path: Path) -> No
     np.testing.assert_allclose(onnx_predictor(tmp_path / "m.onnx").predict_proba(faces),
                                torch_predictor(tmp_path / "model.pt").predict_proba(faces),
                                atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["seed_cnn", "compact"])
+def test_logits_do_not_depend_on_the_batch_size(name: str) -> None:
+    """The val pass scores 64 faces at a time on a CPU (``loop.eval_batch``), validate
+    ``validate.batch_size``: the batch size may change the speed and a logit's last bits (the
+    matrix products block by the batch), not which face gets which logits."""
+    from occlufer.training.loop import eval_batch
+
+    torch.manual_seed(0)
+    model = build_model(name, num_classes=7, image_size=48)
+    faces = np.random.default_rng(0).integers(0, 256, (150, 48, 48), dtype=np.uint8)
+    cpu = torch.device("cpu")
+    ref = predict_logits(model, faces, 256, cpu, tta_flip=True)
+    assert np.abs(ref - ref[::-1]).min(axis=1).max() > 1e-4  # rows differ: a mix-up would show
+    for batch in (eval_batch(cpu, 64), 7):
+        got = predict_logits(model, faces, batch, cpu, tta_flip=True)
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+    assert eval_batch(cpu, 512) == 64 and eval_batch(torch.device("cuda"), 512) == 512

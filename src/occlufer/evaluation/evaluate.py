@@ -98,8 +98,12 @@ def evaluate(model: Any, meta: Mapping[str, Any], data: EvalSet, cfg: ValidateCf
     device = resolve_device(cfg.device)
     tta = bool(meta.get("tta_flip", False))
     shift = int(meta.get("tta_shift", 0))
-    # NHWC convolutions are ~2-3× faster on CPU; the curves run ~50 passes over the faces
-    model = model.to(device=device, memory_format=torch.channels_last)
+    # the curves run ~50 passes over the faces. Through oneDNN, NHWC convolutions are ~2×
+    # faster on a CPU; without it (``portable: true`` switches it off) seed_cnn is 1.26× faster
+    # in NCHW (benchmarks/eval_batch.py: 781 vs 620 faces/s at batch 64; compact 0.7×, but the
+    # recipes that use it run with this CPU's kernels)
+    fast = torch.channels_last if torch.backends.mkldnn.enabled else torch.contiguous_format
+    model = model.to(device=device, memory_format=fast)
 
     def logits_of(images: np.ndarray) -> np.ndarray:
         return predict_logits(model, images, cfg.batch_size, device, tta_flip=tta,

@@ -15,9 +15,6 @@ from typing import Any
 import yaml
 
 from occlufer import kernels
-from occlufer.config import PARAMS_FILE, Params, load_params
-from occlufer.errors import OccluferError
-from occlufer.jsonio import write_json  # re-exported: its home is occlufer.jsonio
 
 __all__ = ["run_stage", "stage_params", "write_json"]
 
@@ -31,8 +28,8 @@ def _pin_before_imports() -> None:
     module = argv[argv.index("-m") + 1] if "-m" in argv[:-1] else ""
     if not module.startswith(f"{__name__}.") or kernels.pinned():
         return
-    try:
-        portable = yaml.safe_load(Path(PARAMS_FILE).read_text(encoding="utf-8"))["portable"]
+    try:  # "params.yaml": config.PARAMS_FILE, not imported for it (pandas, pydantic: ~0.5 s)
+        portable = yaml.safe_load(Path("params.yaml").read_text(encoding="utf-8"))["portable"]
     except Exception:  # noqa: BLE001 - no file, bad YAML, no key: load_params says which
         return
     if portable is True:
@@ -40,6 +37,10 @@ def _pin_before_imports() -> None:
 
 
 _pin_before_imports()
+
+from occlufer.config import Params, load_params  # noqa: E402 - after the re-exec
+from occlufer.errors import OccluferError  # noqa: E402
+from occlufer.jsonio import write_json  # noqa: E402 - re-exported: its home is occlufer.jsonio
 
 
 def stage_params() -> Params:
