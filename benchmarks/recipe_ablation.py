@@ -21,7 +21,9 @@ Variants differ only in the named ``train`` keys (or the occluders or mask style
 or the model: :data:`MODELS`;
 a ``teacher`` named by a variant is that variant's kept model, ``--save-dir/<variant>.pt``);
 the data, seed, epochs and everything else are the same. ``--rescore`` trains nothing and
-scores each variant's kept model again (e.g. on a test set added since). Each finished variant
+scores each variant's kept model again (e.g. on a test set added since); its rows leave
+``epochs`` and ``train_faces`` empty (the model file does not say) and name the model file's
+architecture. Each finished variant
 appends one row to ``--out`` (CSV), so a long ablation can run variant by variant.
 """
 
@@ -172,6 +174,7 @@ def main() -> None:
         if args.rescore:  # the kept model of an earlier run, scored on today's test sets
             model, meta = load_model(path)
             best_epoch, best_score, minutes, rate = meta.get("epoch", ""), "", "", ""
+            arch, epochs, faces = str(meta["name"]), "", ""  # what trained it is not known here
         else:
             data = mixed_train_arrays(tr_img, tr_lab, occlusion)
             if cfg.teacher:  # another variant's kept model
@@ -188,6 +191,7 @@ def main() -> None:
             minutes = round((time.perf_counter() - t0) / 60, 1)
             best_epoch, best_score = result.best_epoch, round(result.best_score, 4)
             rate = round(float(np.mean([h.img_per_s for h in result.history])))
+            arch, epochs, faces = m.name, args.epochs, len(tr_img)
             args.save_dir.mkdir(parents=True, exist_ok=True)
             save_model(path, model, name=m.name, classes=CLASSES, image_size=48,
                        dropout=m.dropout, arch={"width": m.width, "blocks": m.blocks},
@@ -198,12 +202,12 @@ def main() -> None:
             return float((logits.argmax(1) == te_lab).mean())
 
         clean = acc(te_img)
-        row = {"variant": name, "epochs": args.epochs, "train_faces": len(tr_img),
+        row = {"variant": name, "epochs": epochs, "train_faces": faces,
                "held_out": "+".join(held_out) or "-",
                "mask_styles": "-" if "mask" in held_out else "+".join(
                    mask_styles or occlusion.styles["mask"]),
                **{k: v for k, v in overrides.items()},
-               "model": m.name, "params": sum(p.numel() for p in model.parameters()),
+               "model": arch, "params": sum(p.numel() for p in model.parameters()),
                "best_epoch": best_epoch, "val_mixed_acc": best_score,
                "test_clean": round(clean, 4)}
         for kind in TEST_TYPES:

@@ -149,7 +149,7 @@ def test_a_teacher_that_does_not_fit_stops_with_one_line(tmp_path: Path) -> None
     with pytest.raises(OccluferError, match=r"takes 64×64 faces.*acquire.image_size=64$"):
         load_teacher(str(big), list(CLASSES), 48)
     reordered = _save_teacher(tmp_path / "r.pt", classes=list(reversed(CLASSES)))
-    _, _, columns = load_teacher(str(reordered), list(CLASSES), 48)
+    columns = load_teacher(str(reordered), list(CLASSES), 48).columns
     assert columns.tolist() == list(range(6, -1, -1))
     with pytest.raises(OccluferError, match="no model file"):
         load_teacher(str(tmp_path / "none.pt"), list(CLASSES), 48)

@@ -98,10 +98,10 @@ def evaluate(model: Any, meta: Mapping[str, Any], data: EvalSet, cfg: ValidateCf
     device = resolve_device(cfg.device)
     tta = bool(meta.get("tta_flip", False))
     shift = int(meta.get("tta_shift", 0))
-    # the curves run ~50 passes over the faces. Through oneDNN, NHWC convolutions are ~2×
-    # faster on a CPU; without it (``portable: true`` switches it off) seed_cnn is 1.26× faster
-    # in NCHW (benchmarks/eval_batch.py: 781 vs 620 faces/s at batch 64; compact 0.7×, but the
-    # recipes that use it run with this CPU's kernels)
+    # the curves run ~50 passes over the faces. Through oneDNN, NHWC convolutions are 1.5-2×
+    # faster on a CPU; without it (``portable: true`` switches it off) seed_cnn is 1.3× faster
+    # in NCHW (benchmarks/eval_batch.py, batch 64; compact 0.7×, but the recipes that use it
+    # run with this CPU's kernels)
     fast = torch.channels_last if torch.backends.mkldnn.enabled else torch.contiguous_format
     model = model.to(device=device, memory_format=fast)
 

@@ -45,13 +45,13 @@ def train(params: Params, src: Path = SRC, out: Path = OUT) -> list[EpochStats]:
         torch.set_num_threads(cfg.num_threads)
     train_store, val_store = read_store(src / "train"), read_store(src / "val")
     init_file = resolve_model_file(cfg.init_from) if cfg.init_from else None
-    teacher_file = resolve_model_file(cfg.teacher) if cfg.teacher else None
     classes = list(train_store.manifest["label"].cat.categories)
     image_size = int(train_store.images.shape[1])
-    teacher = (distill.load_teacher(cfg.teacher, classes, image_size, teacher_file)
+    teacher = (distill.load_teacher(str(cfg.teacher), classes, image_size)
                if cfg.teacher else None)  # checked before anything is written
     job = prepare(params, classes, image_size, init_file, print_=lead)
-    ckpt, key = checkpoint_path(out), fingerprint(params, src, init_file, teacher_file)
+    ckpt = checkpoint_path(out)
+    key = fingerprint(params, src, init_file, teacher.path if teacher is not None else None)
     state, meta = resume(ckpt, key, lead)
     if lead:
         ckpt.parent.mkdir(parents=True, exist_ok=True)
@@ -69,14 +69,14 @@ def train(params: Params, src: Path = SRC, out: Path = OUT) -> list[EpochStats]:
             if state is None:
                 log_inputs(src)
         arrays, taught_by = train_arrays(train_store), None
-        if teacher is not None and teacher_file is not None:
+        if teacher is not None:
             arrays.teacher = teacher.logits(arrays, device)
             if lead:
                 acc = distill.teacher_accuracy(arrays.teacher, arrays)
-                print(distill.announce(str(cfg.teacher), teacher.meta, acc), flush=True)
+                print(distill.announce(teacher.ref, teacher.meta, acc), flush=True)
                 tracking.log_metrics({"teacher/train_acc": acc})
-                taught_by = distill.provenance(str(cfg.teacher), teacher_file, teacher.meta,
-                                               acc, cfg.distill, cfg.distill_temperature)
+                taught_by = teacher.provenance(acc, cfg.distill, cfg.distill_temperature)
+            teacher = None  # its logits are all the fit needs: the model is not kept in memory
         result = fit(job.model, arrays, val_arrays(val_store), cfg,
                      params.model, params.occlusion, params.seed, device, state=state,
                      on_epoch=on_epoch, before_epoch=job.before_epoch)

@@ -34,27 +34,32 @@ KEY = "train.teacher"
 
 
 class Teacher(NamedTuple):
-    """A loaded teacher: the model (eval mode), its saved metadata, and the column of each of
-    the student's classes in its output."""
+    """A loaded teacher: the model (eval mode), its saved metadata, the column of each of the
+    student's classes in its output, the reference it was given by and the file it names."""
 
     model: nn.Module
     meta: dict[str, Any]
     columns: np.ndarray
+    ref: str
+    path: Path
 
     def logits(self, train: TrainArrays, device: torch.device) -> np.ndarray:
         """:func:`teacher_logits` with the test-time flip the teacher was saved with."""
         return teacher_logits(self.model, train, self.columns, device,
                               tta_flip=bool(self.meta.get("tta_flip", False)))
 
+    def provenance(self, accuracy: float, weight: float, temperature: float) -> dict[str, Any]:
+        """:func:`provenance` of this teacher."""
+        return provenance(self.ref, self.path, self.meta, accuracy, weight, temperature)
 
-def load_teacher(ref: str, classes: list[str], image_size: int,
-                 path: Path | None = None) -> Teacher:
+
+def load_teacher(ref: str, classes: list[str], image_size: int) -> Teacher:
     """The teacher for ``classes`` (:class:`Teacher`). A teacher of other classes or another
     image size stops with one line."""
     from occlufer.models import model_from
     from occlufer.training.init import read_saved
 
-    path = resolve_model_file(ref) if path is None else path
+    path = resolve_model_file(ref)
     meta = read_saved(ref, path, KEY)
     saved = [str(c) for c in meta["classes"]]
     if sorted(saved) != sorted(classes):
@@ -66,7 +71,7 @@ def load_teacher(ref: str, classes: list[str], image_size: int,
                             f"faces, the data has {image_size}×{image_size}; give a teacher "
                             f"of that size or set acquire.image_size={meta['image_size']}")
     model, meta = model_from(meta)
-    return Teacher(model, meta, np.array([saved.index(c) for c in classes]))
+    return Teacher(model, meta, np.array([saved.index(c) for c in classes]), ref, path)
 
 
 def clean_rows(train: TrainArrays) -> np.ndarray:

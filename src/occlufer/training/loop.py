@@ -134,11 +134,11 @@ def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainCfg, steps_per_epoch:
 
 def eval_batch(device: torch.device, train_batch: int) -> int:
     """Faces per forward pass when scoring the val faces after each epoch: 64 on a CPU, where
-    small batches stay in cache (1.2-1.6× the faces/s of 256 for ``seed_cnn``, 1.1-1.4× for
-    ``compact`` except with the portable kernels in NCHW, 0.94×: ``benchmarks/eval_batch.py``),
-    at least 256 on a GPU. The matrix products block by the batch, so a logit may move in its
-    last bits (about 1e-8, same script); the default pipeline chose the same epoch and wrote
-    the same ``models/`` with 64 as with 256."""
+    small batches stay in cache (``benchmarks/eval_batch.py``, against 256: ``seed_cnn``
+    1.2-1.8×, ``compact`` 1.2-1.4× in the layouts they run in), at least 256 on a GPU. The
+    matrix products block by the batch, so a logit may move in its last bits (≤ 1.5e-8 there);
+    the default pipeline chose the same epoch and wrote the same ``models/`` with 64 as with
+    256."""
     return 64 if device.type == "cpu" else max(256, train_batch)
 
 
