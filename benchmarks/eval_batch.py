@@ -1,7 +1,7 @@
 """Inference faces/s by batch size, memory layout and kernels: what ``validate.batch_size`` and
 the per-epoch val pass (:func:`occlufer.training.loop.eval_batch`) should be on a CPU.
 
-    python benchmarks/eval_batch.py [--faces 1536] [--repeats 5] [--batches 32,64,128,256]
+    python benchmarks/eval_batch.py [--faces 1500] [--repeats 5] [--batches 256,128,64,32]
 
 For ``seed_cnn`` (the default pipeline's model) and ``compact`` (width 32, the FER2013 CPU
 recipes'), untrained weights, eval mode, no grad, 2 threads: random 48×48 faces scored in
@@ -16,7 +16,6 @@ within one run only.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -82,7 +81,7 @@ def main() -> None:
     for portable in ("0", "1"):
         subprocess.run([sys.executable, __file__, "--portable", portable, "--faces",
                         str(args.faces), "--repeats", str(args.repeats), "--batches",
-                        args.batches], check=True, env={**os.environ})
+                        args.batches], check=True)
 
 
 if __name__ == "__main__":

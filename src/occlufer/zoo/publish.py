@@ -122,14 +122,11 @@ def _git_out(run: Path, *args: str, text: bool = True) -> Any:
 
 
 def _git(run: Path) -> dict[str, Any]:
-    def git(*args: str) -> str | None:
-        return _git_out(run, *args)
-
-    commit = git("rev-parse", "HEAD")
+    commit = _git_out(run, "rev-parse", "HEAD")
     if commit is None:
         return {"commit": None, "dirty": None, "note": "not a git checkout"}
-    changed = [line[3:] for line in (git("status", "--porcelain", "--untracked-files=no")
-                                     or "").splitlines() if line.strip()]
+    status = _git_out(run, "status", "--porcelain", "--untracked-files=no")
+    changed = [line[3:] for line in (status or "").splitlines() if line.strip()]
     return {"commit": commit.strip(), "dirty": bool(changed), "changed": changed[:30]}
 
 
