@@ -99,3 +99,32 @@ def fer_folder(folder: Path, size: int = 48) -> tuple[np.ndarray, np.ndarray]:
     if not files:
         raise SystemExit(f"{folder}: no <class>/*.jpg images; pass --fer")
     return fer_faces(files, size)
+
+
+GAP_RATIO = 0.25
+#: test set -> (occluder, the styles it draws; None = all). ``mask`` is the first two styles, so
+#: its column stays comparable with the rows measured before the varied masks (2026-11-29)
+TEST_SETS: dict[str, tuple[str, tuple[str, ...] | None]] = {
+    "block": ("block", None), "sunglasses": ("sunglasses", None),
+    "mask": ("mask", ("surgical", "scarf")),
+    "mask_varied": ("mask", ("respirator", "cloth", "bandana", "gaiter")),
+    "hand": ("hand", None), "hair": ("hair", None), "polygon": ("polygon", None),
+    "strokes": ("strokes", None)}
+
+
+def occluded_test_sets(faces: np.ndarray, spec: Any, seed: int,
+                       sets: tuple[str, ...] = tuple(TEST_SETS)) -> dict[str, np.ndarray]:
+    """The test faces re-occluded by each test set's occluder at ``GAP_RATIO`` (``validate``'s
+    draw, with the set's styles)."""
+    from dataclasses import replace
+
+    from occlufer.occlusion import occlude_images
+
+    ids = [f"test-{i}" for i in range(len(faces))]
+    out = {}
+    for name in sets:
+        kind, styles = TEST_SETS[name]
+        one = replace(spec.only(kind), ratio=(GAP_RATIO, GAP_RATIO),
+                      styles=spec.styles if styles is None else ((kind, styles),))
+        out[name] = occlude_images(faces, ids, seed, one, purpose="robustness").images
+    return out

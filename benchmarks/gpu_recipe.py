@@ -14,7 +14,7 @@ files. This script is how ``conf/experiment/fer2013_gpu.yaml`` was measured ther
         --out $OUT
 
 ``run`` calls the stage functions themselves — ``acquire``, ``occlude``, ``mix_split`` — then
-trains exactly as ``stages/train.py`` does (the same :mod:`occlufer.training.data` adapters,
+trains exactly as ``stages/train.py`` does (the same :mod:`occlufer.training.augment` adapters,
 :func:`~occlufer.training.job.prepare`, :func:`fit` and
 :func:`~occlufer.training.job.write_outputs`; no MLflow run and no checkpoint) and
 evaluates the val and test splits exactly as ``stages/validate.py`` does (the same
@@ -85,7 +85,7 @@ def run(pack_file: Path, params_file: Path, out: Path, work: Path) -> None:
     from occlufer.stages.occlude import occlude
     from occlufer.stages.validate import as_test_metrics, summary_line
     from occlufer.training import fit, resolve_device
-    from occlufer.training.data import train_arrays, val_arrays
+    from occlufer.training.augment import train_arrays, val_arrays
     from occlufer.training.job import history_frame, prepare, write_outputs
 
     out.mkdir(parents=True, exist_ok=True)

@@ -52,7 +52,7 @@ def train_once(steps: int, threads: int, mkldnn: bool, portable: bool) -> str:
     if portable:
         from occlufer import kernels
 
-        kernels.use(True)  # re-executes this script once with kernels.PORTABLE_ENV
+        kernels.use(True)  # main started this child with kernels.PORTABLE_ENV
     from occlufer.models import build_model
 
     torch.manual_seed(0)
@@ -95,8 +95,8 @@ def main() -> None:
         out = subprocess.run(
             [sys.executable, __file__, "--steps", str(args.steps), "--child", str(n),
              "1" if mkldnn else "0", "1" if portable else "0"],
-            env={**base, **env, "OMP_NUM_THREADS": str(n)}, capture_output=True, text=True,
-            check=True)
+            env={**base, **env, "OMP_NUM_THREADS": str(n), **(PORTABLE_ENV if portable else {})},
+            capture_output=True, text=True, check=True)
         print(f"{name:30s} {out.stdout.strip()}", flush=True)
 
 

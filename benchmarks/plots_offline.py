@@ -6,7 +6,7 @@
 Runs `dvc plots show -o OUT` (with ``--diff``: `dvc plots diff REV ... -o OUT`) in this
 repository, then:
 
-- always: parses OUT/index.html (:func:`occlufer.evaluation.plots.check_offline_page`): no
+- always: parses OUT/index.html (:func:`tests.offline_page.check_offline_page`): no
   script, image or stylesheet from another host (``http(s)://``), every ``<img>`` an existing
   file or inline data that decodes as an image, no Vega/Plotly chart without a local library;
   for `show`, every plot in dvc.yaml on the page;
@@ -32,9 +32,10 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from occlufer.evaluation.plots import check_offline_page
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.offline_page import check_offline_page  # noqa: E402 - test support, by path
+
 CHROMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 WINDOW = (1280, 4000)  # tall enough for the whole page in one screenshot
 TIMEOUT = 120

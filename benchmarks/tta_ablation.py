@@ -3,11 +3,11 @@
     python benchmarks/tta_ablation.py MODEL.pt [MODEL.pt ...] [--fer ../shared/datasets/fer2013]
         [--views none,flip,flip+shift1,flip+shift2] [--types block,sunglasses,mask,hand]
 
-Scores each model (a ``model.pt``: ``models/model.pt``, ``zoo:fer2013``, or the ones
-``recipe_ablation.py`` keeps in ``reports/ablation/models/``) on every PublicTest face, clean
-and re-occluded by each type at ratio 0.25 (the draw of ``validate`` and
-``recipe_ablation.py``), once per set of views: ``none`` (the face), ``flip`` (and its mirror),
-``flip+shiftN`` (and the four shifts by N pixels, 10 views; ``shiftN`` without the mirrors: 5).
+Scores each model (a ``model.pt``: ``models/model.pt``, ``zoo:fer2013``, an experiment's
+model) on every PublicTest face, clean and re-occluded by each type at ratio 0.25 (the draw of
+``validate``; ``--types`` from ``_common.TEST_SETS``, e.g. ``mask_varied``), once per set of
+views: ``none`` (the face), ``flip`` (and its mirror), ``flip+shiftN`` (and the four shifts by
+N pixels, 10 views; ``shiftN`` without the mirrors: 5).
 Nothing is trained, so the views are the only difference; faces/s is this machine's
 inference speed with those views (batch 256).
 """
@@ -24,8 +24,7 @@ import torch
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-from _common import fer_folder, hardware  # noqa: E402
-from recipe_ablation import GAP_RATIO, ROOT, occluded_test_sets  # noqa: E402
+from _common import GAP_RATIO, ROOT, fer_folder, hardware, occluded_test_sets  # noqa: E402
 
 from occlufer.config import compose, parse_params  # noqa: E402
 from occlufer.inference.predictor import resolve_model  # noqa: E402

@@ -16,8 +16,8 @@ import yaml
 from dvc_render.image import ImageRenderer
 from PIL import Image, ImageDraw
 
-from occlufer.evaluation.plots import check_offline_page
 from tests.conftest import ROOT
+from tests.offline_page import check_offline_page
 
 BIN = Path(sys.executable).parent
 

@@ -14,9 +14,3 @@ def test_sorted_indented_with_a_final_newline(tmp_path: Path) -> None:
     text = out.read_text(encoding="utf-8")
     assert text == json.dumps({"a": {"c": "é", "d": [1, 2]}, "b": 1}, indent=2) + "\n"
     assert text.index('"a"') < text.index('"b"')
-
-
-def test_the_stages_re_export_it() -> None:
-    from occlufer import stages
-
-    assert stages.write_json is write_json

@@ -79,47 +79,58 @@ def test_portable_pipeline_gives_the_same_bits_on_an_older_cpu(
         "did not reach the kernels, so the portable case above proves nothing")
 
 
-def _fresh_python(tmp_path: Path, script: str) -> list[str]:
-    """The lines ``script`` prints, run by a new interpreter without the portable settings."""
+def _fresh_python(tmp_path: Path, script: str, *args: str) -> list[str]:
+    """The lines ``script`` prints, run in ``tmp_path`` by a new interpreter without the
+    portable settings."""
     (tmp_path / "s.py").write_text(script)
     env = {k: v for k, v in os.environ.items() if k not in kernels.PORTABLE_ENV}
-    return subprocess.run([sys.executable, str(tmp_path / "s.py")], env=env,
-                          capture_output=True, text=True, timeout=120,
+    return subprocess.run([sys.executable, str(tmp_path / "s.py"), *args], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
                           check=True).stdout.splitlines()
 
 
-def test_a_stage_re_executes_itself_with_the_portable_kernels(tmp_path: Path) -> None:
-    """``kernels.use(True)`` restarts the process (same id) with :data:`PORTABLE_ENV` once."""
-    script = ("import os, sys, torch\n"
+def test_a_stage_pins_the_kernels_before_numpy_and_torch_load(tmp_path: Path) -> None:
+    """Under ``python -m occlufer.stages.<stage>`` with ``portable: true`` in params.yaml, the
+    stages package sets :data:`PORTABLE_ENV` when imported: before NumPy or PyTorch load."""
+    (tmp_path / "params.yaml").write_text("portable: true\n")
+    script = ("import sys\n"
+              "if sys.argv[1:] == ['stage']:  # as dvc repro runs a stage\n"
+              "    sys.orig_argv = [sys.executable, '-m', 'occlufer.stages.acquire']\n"
+              "import occlufer.stages\n"
               "from occlufer import kernels\n"
-              "print('start', os.getpid(), flush=True)\n"
-              "kernels.use(True)\n"
-              "print('pinned', os.getpid(), kernels.pinned(), torch.get_num_threads(),\n"
-              "      torch.backends.mkldnn.enabled, torch.backends.cpu.get_cpu_capability())\n"
-              "print(kernels.describe())\n")
-    out = _fresh_python(tmp_path, script)
-    starts = [line.split()[1] for line in out if line.startswith("start")]
-    assert len(starts) == 2 and starts[0] == starts[1], out  # once more, same process
-    _, pid, pinned, threads, mkldnn, capability = next(
-        line for line in out if line.startswith("pinned")).split()
-    assert (pid, pinned, threads, mkldnn, capability) == (
-        starts[0], "True", str(kernels.PORTABLE_THREADS), "False", "DEFAULT")
-    assert out[-1].startswith("portable kernels (ATen DEFAULT, 2 threads, oneDNN off)")
+              "print(kernels.pinned(), 'numpy' in sys.modules, 'torch' in sys.modules)\n")
+    assert _fresh_python(tmp_path, script, "stage") == ["True False False"]
+    assert _fresh_python(tmp_path, script) == ["False False False"]  # not run as a stage
 
 
-def test_portable_pins_torch_and_opencv_when_a_stage_imports_them(tmp_path: Path) -> None:
-    """A stage that never imports PyTorch does not pay for it: ``kernels.use(True)`` sets
-    PyTorch's and OpenCV's switches when they are imported, not before."""
+def test_portable_pins_torch_and_opencv_in_the_process(tmp_path: Path) -> None:
+    """``kernels.use(True)`` before NumPy and PyTorch load: the environment, OpenCV's switch,
+    and PyTorch's (no environment variable has them) once a stage resolves its device."""
     script = ("import sys\n"
               "from occlufer import kernels\n"
               "kernels.use(True)\n"
-              "print('before', 'torch' in sys.modules, 'cv2' in sys.modules, flush=True)\n"
+              "print('before', kernels.pinned(), 'torch' in sys.modules, flush=True)\n"
               "import cv2, torch\n"
+              "from occlufer.devices import resolve_device\n"
+              "print('device', resolve_device('auto'))\n"
               "print('after', torch.get_num_threads(), torch.backends.mkldnn.enabled,\n"
-              "      cv2.useOptimized())\n")
+              "      torch._C._get_nnpack_enabled(), cv2.useOptimized(),\n"
+              "      torch.backends.cpu.get_cpu_capability())\n"
+              "print(kernels.describe())\n")
     out = _fresh_python(tmp_path, script)
-    assert "before False False" in out, out
-    assert f"after {kernels.PORTABLE_THREADS} False False" in out, out
+    assert "before True False" in out, out
+    assert "device cpu" in out, out  # CUDA_VISIBLE_DEVICES="": the CPU computes
+    assert f"after {kernels.PORTABLE_THREADS} False False False DEFAULT" in out, out
+    assert out[-1] == "portable kernels (ATen DEFAULT, 2 threads, oneDNN off)", out
+
+
+def test_portable_after_numpy_loaded_is_one_line(tmp_path: Path) -> None:
+    script = ("import numpy\n"
+              "from occlufer import kernels\n"
+              "from occlufer.errors import OccluferError\n"
+              "try:\n    kernels.use(True)\nexcept OccluferError as exc:\n    print(exc)\n")
+    out = _fresh_python(tmp_path, script)
+    assert len(out) == 1 and "before numpy loads" in out[0] and "python -m" in out[0], out
 
 
 def test_portable_rejects_what_it_cannot_pin(make_params) -> None:

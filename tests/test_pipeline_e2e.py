@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from occlufer import tracking
-from occlufer.evaluation.plots import check_offline_page
 from tests.conftest import ROOT
+from tests.offline_page import check_offline_page
 
 BIN = Path(sys.executable).parent
 

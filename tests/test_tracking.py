@@ -75,25 +75,34 @@ def test_a_server_that_never_answers_times_out(monkeypatch) -> None:
         with pytest.raises(OccluferError) as err:
             tracking.check_server(uri, timeout=1.0)
         assert time.monotonic() - t0 < 5
-    assert "is not reachable" in _one_line(err) and "waited up to 1 s" in str(err.value)
+        assert "is not reachable" in _one_line(err) and "waited up to 1 s" in str(err.value)
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")  # MLflow's own setting counts
+        with pytest.raises(OccluferError, match="timed out; waited up to 2 s"):
+            tracking.check_server(uri)
 
 
-def test_any_http_answer_counts_as_reachable() -> None:
-    class NotFound(http.server.BaseHTTPRequestHandler):
+def test_any_http_answer_counts_as_reachable_once_per_process() -> None:
+    asked = []
+
+    class Unavailable(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802
-            self.send_error(404)
+            asked.append(self.path)
+            self.send_error(503)  # an answer, though MLflow's client would retry it
 
         def log_message(self, *args) -> None:
             pass
 
-    server = http.server.HTTPServer(("127.0.0.1", 0), NotFound)
+    server = http.server.HTTPServer(("127.0.0.1", 0), Unavailable)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        tracking.check_server(f"http://127.0.0.1:{server.server_port}", timeout=5)
+        uri = f"http://127.0.0.1:{server.server_port}"
+        tracking.check_server(uri, timeout=5)
+        tracking.check_server(uri, timeout=5)
     finally:
         server.shutdown()
         server.server_close()
+    assert asked == ["/health"]  # one request: no retry, and not again in this process
 
 
 @pytest.fixture

@@ -1,18 +1,15 @@
-"""The ``occlufer`` command: helpers around the pipeline (``compose``, ``check``,
-``evaluate`` any model on any labelled faces), the trained model (``predict`` on
-photos and folders, ``export`` to ONNX or an MLflow pyfunc folder, ``register`` a run's
-logged model in the MLflow registry) and the model zoo (``zoo list|show|publish|check``).
-
-Commands that take ``--model`` use, without it, the model trained here (``models/``) or else
-the zoo's (``zoo:fer2013``), and print which on their first line."""
-
-from __future__ import annotations
+"""The ``occlufer`` command: ``compose``, ``check``, ``evaluate`` any model on labelled faces,
+``predict`` on photos, folders and videos, ``export``, ``register`` and the model ``zoo``.
+Without ``--model`` a command uses ``models/`` when trained here, else ``zoo:fer2013``, and
+prints which on its first line."""
 
 import argparse
+import contextlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from occlufer import __version__
 from occlufer.config import CONF_DIR, PARAMS_FILE, compose, dump_params, load_params, parse_params
@@ -42,7 +39,6 @@ def _check(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     """Score any model on any labelled faces, with the very function the validate stage uses."""
     import tempfile
-    from pathlib import Path
 
     from occlufer.evaluation.evaluate import evaluate
     from occlufer.evaluation.inputs import load_any_model, load_faces
@@ -83,39 +79,30 @@ def _evaluate(args: argparse.Namespace) -> None:
           f"{metrics.get('val/acc_ci_high', float('nan')):.3f}] on "
           f"{int(metrics.get('val/n', 0))} clean faces, robustness/mean_auc "
           f"{metrics.get('robustness/mean_auc', float('nan')):.3f} -> {out}/report.md")
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return value
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
-    return value
+def _checked(cast: Callable[[str], Any], ok: Callable[[Any], bool], expected: str) -> Callable:
+    """An argparse ``type``: ``cast(text)`` when ``ok`` with it, else "expected ..., got ..."."""
+    def parse(text: str) -> Any:
+        with contextlib.suppress(ValueError):
+            if ok(value := cast(text)):
+                return value
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+
+    return parse
+
+
+_positive = _checked(int, lambda v: v >= 1, "a positive whole number")
+_fraction = _checked(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from occlufer.inference.photos import (
-        FaceSearch,
-        RowWriter,
-        find_images,
-        open_out,
-        predict_paths,
-    )
+    from occlufer.inference import photos
     from occlufer.inference.predictor import load_predictor, resolve_model
     from occlufer.inference.video import VIDEO_COLUMNS, check_annotate, is_video, predict_videos
 
     info = sys.stderr if args.out == "-" else sys.stdout  # stdout may carry the rows
-    files = find_images(args.paths)
+    files = photos.find_images(args.paths)
     videos = [p for p in files if is_video(p)]  # named as files: folders give images only
     files = [p for p in files if not is_video(p)]
     if args.annotate is not None:
@@ -130,20 +117,20 @@ def _predict(args: argparse.Namespace) -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-    default = FaceSearch()
-    search = FaceSearch(detect=args.detect, size=predictor.image_size,
-                        margin=default.margin if args.face_margin is None else args.face_margin,
-                        min_face=args.face_min_size or default.min_face,
-                        detector=args.detector or default.detector)
-    stream = open_out(args.out)
+    default = photos.FaceSearch()
+    margin = default.margin if args.face_margin is None else args.face_margin
+    search = photos.FaceSearch(detect=args.detect, size=predictor.image_size, margin=margin,
+                               min_face=args.face_min_size or default.min_face,
+                               detector=args.detector or default.detector)
+    stream = photos.open_out(args.out)
     summary = shown = None
     try:
-        writer = RowWriter(stream, args.format, predictor.classes,
-                           extra=VIDEO_COLUMNS if videos else ())
+        writer = photos.RowWriter(stream, args.format, predictor.classes,
+                                  extra=VIDEO_COLUMNS if videos else ())
         if files:
-            summary = predict_paths(predictor, files, writer, search=search,
-                                    batch_size=args.batch_size, workers=workers,
-                                    min_size=args.min_size)
+            summary = photos.predict_paths(predictor, files, writer, search=search,
+                                           batch_size=args.batch_size, workers=workers,
+                                           min_size=args.min_size)
         if videos:
             shown = predict_videos(predictor, videos, writer, search=search, every=args.every,
                                    smooth=args.smooth, annotate=args.annotate,
@@ -270,55 +257,59 @@ def _register(args: argparse.Namespace) -> None:
           + f"; load it as models:/{r.name}{at}" + (f" ({r.note})" if r.note else ""))
 
 
+def _command(sub: Any, name: str, func: Callable, *args: str, **kw: Any) -> Any:
+    """Subcommand ``name`` that runs ``func``, with the positional arguments ``args``."""
+    p = sub.add_parser(name, **kw)
+    for name in args:
+        p.add_argument(name)
+    p.set_defaults(func=func)
+    return p
+
+
+def _model_option(p: argparse.ArgumentParser, files: str, *flags: str) -> None:
+    p.add_argument(*flags, default=None, help=f"a models/ folder, {files}, zoo:<name>, or an "
+                   "MLflow model URI (runs:/<id>/model, models:/<name>@<alias>) whose artifacts "
+                   "hold model.pt; default: models/ when trained here, else zoo:fer2013")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="occlufer", description=__doc__)
     parser.add_argument("--version", action="version", version=f"occlufer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("compose", help="compose conf/ (+ Hydra overrides) into params.yaml, "
-                                       "as `dvc exp run` does")
+    p = _command(sub, "compose", _compose, help="compose conf/ (+ Hydra overrides) into "
+                 "params.yaml, as `dvc exp run` does")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. occlusion.ratio=0.3")
     p.add_argument("--conf", default=CONF_DIR, help="config folder (default: conf)")
     p.add_argument("--out", default=PARAMS_FILE, help="file to write (default: params.yaml)")
     p.add_argument("--check", action="store_true",
                    help="only check that --out equals the composition; exit 2 if not")
-    p.set_defaults(func=_compose)
-    p = sub.add_parser("check", help="validate params.yaml without running anything")
+    p = _command(sub, "check", _check, help="validate params.yaml without running anything")
     p.add_argument("params", nargs="?", default=PARAMS_FILE)
-    p.set_defaults(func=_check)
-    p = sub.add_parser("evaluate", help="score a model on any labelled faces: the validate "
-                                        "stage's metrics, plots and report")
+    p = _command(sub, "evaluate", _evaluate, help="score a model on any labelled faces: the "
+                 "validate stage's metrics, plots and report")
     p.add_argument("--data", required=True,
                    help="an image folder (root/<class>/... or root/<split>/<class>/...) or a "
                         "stage store folder (e.g. data/split/val)")
-    p.add_argument("--model", default=None,
-                   help="a models/ folder, a model.pt file, zoo:<name>, or an MLflow model URI "
-                        "(runs:/<id>/model, models:/<name>@<alias>) whose artifacts hold "
-                        "model.pt (default: models/ when trained here, else zoo:fer2013)")
+    _model_option(p, "a model.pt file", "--model")
     p.add_argument("--out", required=True, help="folder for metrics.json, report.md, plots")
     p.add_argument("--params", default=PARAMS_FILE,
                    help="parameters for the validate, occlusion and seed settings "
                         "(default: params.yaml)")
-    p.set_defaults(func=_evaluate)
 
-    p = sub.add_parser("predict", help="classify the faces in image files and folders, and "
-                                       "in video files",
-                       description="Classify the faces in image files and folders (recursive): "
-                       "one row per face, or per image without a face (status no_face), too "
-                       "small for a face crop (status too_small, with --no-detect) or that cannot "
-                       "be read (status error). Ends with a summary line. Video files ("
-                       ".mp4 .avi .mov .mkv .webm .m4v, named as files; folders give images "
-                       "only): one row per face of every --every-th frame, with the columns "
-                       "frame, time_s and track (a face's id across frames) and probabilities "
-                       "smoothed per track (--smooth); a video that cannot be decoded, or stops "
-                       "early, is an error row and a line on stderr.")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders, video "
-                                                            "files")
+    p = _command(sub, "predict", _predict, help="classify the faces in image files and folders, "
+                 "and in video files", description="Classify the faces in image files and "
+                 "folders (recursive): one row per face, or per image without a face (status "
+                 "no_face), too small for a face crop (status too_small, with --no-detect) or that "
+                 "cannot be read (status error). Ends with a summary line. Video files (.mp4 .avi "
+                 ".mov .mkv .webm .m4v, named as files; folders give images only): one row per "
+                 "face of every --every-th frame, with the columns frame, time_s and track (a "
+                 "face's id across frames) and probabilities smoothed per track (--smooth); a "
+                 "video that cannot be decoded, or stops early, is an error row and a line on "
+                 "stderr.")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders, video files")
     p.add_argument("--out", "-o", default="-", help="file to write (default: - for stdout)")
     p.add_argument("--format", choices=("csv", "jsonl"), default="csv")
-    p.add_argument("--model", "-m", default=None,
-                   help="a models/ folder, model.pt, model.onnx, zoo:<name>, or an MLflow "
-                        "model URI (models:/<name>@<alias>, runs:/<run>/model); default: "
-                        "models/ when trained here, else zoo:fer2013")
+    _model_option(p, "model.pt, model.onnx", "--model", "-m")
     p.add_argument("--no-detect", dest="detect", action="store_false",
                    help="each image is one face crop (its centred square); default: detect faces")
     p.add_argument("--min-size", type=_positive, default=32,
@@ -351,44 +342,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--annotate", default=None, metavar="OUT.mp4",
                    help="videos (one): also write the video with each face's box, track, label "
                         "and confidence drawn (.mp4 .m4v .mov .mkv .avi .webm)")
-    p.set_defaults(func=_predict)
 
-    p = sub.add_parser("export", help="export a model: ONNX file or MLflow pyfunc folder")
+    p = _command(sub, "export", _export, help="export a model: ONNX file or MLflow pyfunc folder")
     p.add_argument("--format", choices=("onnx", "pyfunc"), default="onnx",
                    help="onnx: one file (uint8 faces in, probabilities out); pyfunc: an MLflow "
                         "model folder for `mlflow models serve -m <folder> --env-manager local`")
-    p.add_argument("--model", "-m", default=None,
-                   help="a models/ folder, model.pt, zoo:<name> or an MLflow model URI; "
-                        "default: models/ when trained here, else zoo:fer2013")
+    _model_option(p, "model.pt", "--model", "-m")
     p.add_argument("--out", "-o", default=None,
                    help="file (onnx, default model.onnx) or new folder (pyfunc, default "
                         "pyfunc_model) to write")
-    p.set_defaults(func=_export)
 
-    p = sub.add_parser("register", help="register a finished run's logged model in the MLflow "
-                                        "model registry, without retraining")
+    p = _command(sub, "register", _register, help="register a finished run's logged model in the "
+                 "MLflow model registry, without retraining")
     p.add_argument("run", metavar="RUN_OR_EXP",
                    help="an MLflow run id, or a run name: the DVC experiment name (`dvc exp "
                         "show`) or <recipe>-<short commit> for `dvc repro` runs")
     p.add_argument("--name", required=True, help="registered model name (created if new)")
     p.add_argument("--alias", default=None, help="alias to point at the new version, e.g. "
                                                  "champion")
-    p.set_defaults(func=_register)
 
     zoo = sub.add_parser("zoo", help="the models shipped with occlufer and their model cards",
                          description="The model zoo: trained models inside the package, each "
                          "with a model card generated from the pipeline run that made it.")
     zsub = zoo.add_subparsers(dest="zoo_command", required=True)
-    p = zsub.add_parser("list", help="the zoo's entries, one line each")
-    p.set_defaults(func=_zoo_list)
-    p = zsub.add_parser("show", help="print an entry's model card")
-    p.add_argument("name")
+    _command(zsub, "list", _zoo_list, help="the zoo's entries, one line each")
+    p = _command(zsub, "show", _zoo_show, "name", help="print an entry's model card")
     p.add_argument("--json", action="store_true", help="the machine-readable card instead")
-    p.set_defaults(func=_zoo_show)
-    p = zsub.add_parser("publish", help="make an entry (weights + generated card) from the "
-                                        "finished pipeline run in this folder; replaces one of "
-                                        "the same name")
-    p.add_argument("name")
+    p = _command(zsub, "publish", _zoo_publish, "name", help="make an entry (weights + generated "
+                 "card) from the finished pipeline run in this folder; replaces one of the same "
+                 "name")
     p.add_argument("--models", default="models", help="the trained model folder (default: models)")
     p.add_argument("--report", default="reports/validate",
                    help="the validate report folder (default: reports/validate)")
@@ -400,18 +382,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--conf", default=CONF_DIR, help="config folder (default: conf)")
     p.add_argument("--title", default=None, help="default: from the recipe, e.g. 'FER2013 CPU "
                                                  "recipe'")
-    p.set_defaults(func=_zoo_publish)
-    p = zsub.add_parser("refresh", help="re-generate an entry's card text (preprocessing, "
-                                        "test-time views, limits, Markdown) after occlufer "
-                                        "changed; weights and figures are kept")
-    p.add_argument("name")
-    p.set_defaults(func=_zoo_refresh)
-    p = zsub.add_parser("check", help="is a fresh run's clean accuracy within the card's "
-                                      "interval? exit 0 within, 1 outside")
-    p.add_argument("name")
+    _command(zsub, "refresh", _zoo_refresh, "name", help="re-generate an entry's card text "
+             "(preprocessing, test-time views, limits, Markdown) after occlufer changed; weights "
+             "and figures are kept")
+    p = _command(zsub, "check", _zoo_check, "name", help="is a fresh run's clean accuracy within "
+                 "the card's interval? exit 0 within, 1 outside")
     p.add_argument("--report", default="reports/validate",
                    help="the fresh run's validate report folder (default: reports/validate)")
-    p.set_defaults(func=_zoo_check)
     return parser
 
 

@@ -1,7 +1,5 @@
 """Expected failures: each carries one line for people (what, where, how to fix)."""
 
-from __future__ import annotations
-
 import signal
 
 
@@ -10,12 +8,7 @@ class OccluferError(Exception):
 
 
 def ignore_interrupt() -> None:
-    """Initializer for worker processes: Ctrl-C is the parent's to handle.
-
-    A terminal sends SIGINT to the whole process group; workers that ignore it print no
-    ``KeyboardInterrupt`` tracebacks, while the parent stops with one line (exit 130) and
-    terminates its pool (``Pool.__exit__``).
-    """
+    """Pool initializer: workers ignore SIGINT, so Ctrl-C ends in the parent's one line."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 

@@ -1,8 +1,6 @@
 """The one SHA-256 of a file's bytes (a leaf module: data stores, the model zoo and the MLflow
 tag that links a ``model.pt`` to its run all use it)."""
 
-from __future__ import annotations
-
 import hashlib
 from pathlib import Path
 

@@ -1,8 +1,6 @@
 """Small JSON outputs written the same way everywhere: a leaf module (stages and library code
 import it; it imports nothing of occlufer)."""
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 from typing import Any

@@ -1,11 +1,5 @@
-"""Canonical expression labels: the one ordered list every reader maps onto.
-
-``CLASSES`` is the default class set (the seven FER2013 expressions). ``LABELS`` adds the
-labels some datasets carry beyond it (CK+ and FER+ have ``contempt``); ``acquire.classes`` picks
-any subset of ``LABELS``. Dataset spellings are mapped with :func:`canonical`.
-"""
-
-from __future__ import annotations
+"""Canonical expression labels: ``CLASSES`` (FER2013's seven), ``LABELS`` (plus CK+'s and
+FER+'s ``contempt``; ``acquire.classes`` picks a subset); :func:`canonical` maps spellings."""
 
 CLASSES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 LABELS: tuple[str, ...] = (*CLASSES, "contempt")

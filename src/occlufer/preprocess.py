@@ -1,7 +1,5 @@
 """Model input: the one place that turns uint8 faces into the tensors models see."""
 
-from __future__ import annotations
-
 import numpy as np
 import torch
 

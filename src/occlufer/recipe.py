@@ -1,14 +1,7 @@
-"""Which recipe (``conf/experiment/<name>.yaml``) a run's parameters come from, cheaply.
-
-Used to name MLflow runs started by ``dvc repro`` (``dvc exp run`` names them after the DVC
-experiment). The option files are read as plain YAML, without Hydra: a recipe counts when the
-parameters have at least :data:`MIN_SHARE` of its settings (so a sweep that changes a setting or
-two of a recipe still names it); a recipe built on another (``defaults: [fer2013_cpu, _self_]``)
-counts that one's settings under its own; config-group choices in ``defaults`` are not compared.
-:func:`occlufer.zoo.publish.recipe_of` is the exact (Hydra) comparison for model cards.
+"""Which recipe (``conf/experiment/<name>.yaml``) a run's parameters come from, cheaply: it
+names the MLflow runs of ``dvc repro``. Option files are read as plain YAML, without Hydra;
+:func:`occlufer.zoo.publish.recipe_of` is the exact comparison for model cards.
 """
-
-from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path

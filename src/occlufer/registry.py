@@ -1,12 +1,8 @@
-"""``occlufer register``: put an existing run's logged model into the MLflow model registry,
-without training again.
+"""``occlufer register``: put a finished run's logged model into the MLflow model registry.
 
-A run is named by its MLflow run id or by its run name, which for pipeline runs is the DVC
-experiment name (``dvc exp run``) or ``<recipe>-<short commit>`` (``dvc repro``), see
-:func:`occlufer.tracking.run_name_for`.
+A run is named by its id or its name: the DVC experiment's, or ``<recipe>-<short commit>``
+(:func:`occlufer.tracking.run_name_for`).
 """
-
-from __future__ import annotations
 
 import re
 from dataclasses import dataclass

@@ -4,8 +4,6 @@ Every random decision about one image comes from a generator derived from
 ``(seed, image id, purpose)``, so results do not depend on worker count, order or restarts.
 """
 
-from __future__ import annotations
-
 import hashlib
 
 import numpy as np

@@ -1,26 +1,12 @@
-"""The one place that talks to MLflow.
+"""The one place that talks to MLflow (``MLFLOW_TRACKING_URI``, else ``<repo>/mlflow.db``).
 
-Tracking URI: ``MLFLOW_TRACKING_URI`` when set, else ``sqlite:///<repo>/mlflow.db``. One MLflow
-run per pipeline execution: ``train`` opens it and tags it with the sha256 of the ``model.pt`` it
-wrote (:data:`MODEL_TAG`, :func:`tag_model`); ``validate`` finds that run by the content of
-``models/model.pt`` (:func:`find_model_run`) and logs into it. No run id, time or host is kept in
-the DVC outputs (they are byte-identical between executions): per-execution values (epoch
-seconds, img/s, host, hardware) are the run's metrics and tags.
-
-Faults stop a stage with one line before any work: an ``http(s)`` server that does not answer
-within :data:`PROBE_TIMEOUT` seconds (:func:`check_server`, once per process; MLflow's own client
-would retry for minutes), a SQLite store that cannot be written (:func:`check_writable`), a run
-that cannot be started, and (validate) a model that no run of the store logged
-(:func:`check_run`). A run whose stage was killed stays ``RUNNING`` in MLflow; :func:`start_run`
-marks it ``KILLED`` when the next run of that stage starts (``active_file``).
+One run per pipeline execution: ``train`` opens it and tags it with its ``model.pt``'s sha256
+(:data:`MODEL_TAG`); ``validate`` finds it by that tag. Faults stop a stage with one line first.
 """
-
-from __future__ import annotations
 
 import contextlib
 import json
 import os
-import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,28 +14,24 @@ from typing import Any
 
 from occlufer.errors import OccluferError, first_line
 from occlufer.hashing import file_sha256
+from occlufer.recipe import DEFAULT, recipe_name
+from occlufer.recipe import flat_keys as flatten
 
-#: the tag with the sha256 of the ``model.pt`` a train run wrote: how validate (and ``occlufer
-#: zoo publish``) find the run of a model, by content, without a run id in the DVC outputs
+#: sha256 of a train run's ``model.pt``: how validate and ``zoo publish`` find a model's run
 MODEL_TAG = "occlufer.model_sha256"
-#: the machine a train run ran on (per execution: MLflow tags only, never DVC outputs)
-HOST_TAG = "occlufer.host"
+HOST_TAG = "occlufer.host"  # the machine a train run ran on (MLflow tags only)
 HARDWARE_TAG = "occlufer.hardware"  # JSON of occlufer.hardware.hardware()
 KERNELS_TAG = "occlufer.kernels"  # portable or this CPU's kernels (occlufer.kernels)
-#: the tag MLflow shows as a run's description
-NOTE_TAG = "mlflow.note.content"
-#: seconds an http(s) tracking server gets to answer :func:`check_server`
+NOTE_TAG = "mlflow.note.content"  # the run's description in the MLflow UI
+#: seconds a server gets to answer :func:`check_server` unless MLFLOW_HTTP_REQUEST_TIMEOUT is set
 PROBE_TIMEOUT = 5.0
 _answered: set[str] = set()  # servers that answered the probe in this process
 _EXP_TMP = os.sep + os.path.join(".dvc", "tmp", "exps") + os.sep
+_SQLITE = "sqlite:///"
 
 
 def repo_root(start: Path | None = None) -> Path:
-    """The project root: the nearest folder with ``dvc.yaml`` or ``.git``.
-
-    Queued DVC experiments run in a copy under ``<root>/.dvc/tmp/exps/``; they resolve to the
-    original ``<root>`` so that every run lands in the same tracking store.
-    """
+    """The nearest folder with ``dvc.yaml`` or ``.git`` (a queued DVC experiment's: ``<root>``)."""
     here = (start or Path.cwd()).resolve()
     text = str(here) + os.sep
     if _EXP_TMP in text:
@@ -61,32 +43,18 @@ def repo_root(start: Path | None = None) -> Path:
 
 
 def tracking_uri(start: Path | None = None) -> str:
-    """``MLFLOW_TRACKING_URI`` if set, else the SQLite store in the repository root (of
-    ``start``, default the working directory)."""
-    return (os.environ.get("MLFLOW_TRACKING_URI")
-            or f"sqlite:///{repo_root(start) / 'mlflow.db'}")
+    """``MLFLOW_TRACKING_URI`` if set, else the SQLite store in the repository root."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"{_SQLITE}{repo_root(start) / 'mlflow.db'}"
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    return Path(uri[len(_SQLITE):].split("?", 1)[0]) if uri.startswith(_SQLITE) else None
 
 
 def artifact_root(uri: str) -> Path | None:
-    """Where a new experiment keeps its artifacts: ``mlartifacts/`` beside a SQLite store.
-
-    MLflow's own default is relative to the working directory, which for queued DVC
-    experiments is a temporary copy that is deleted afterwards. Servers decide for themselves
-    (None).
-    """
-    prefix = "sqlite:///"
-    if not uri.startswith(prefix):
-        return None
-    return Path(uri[len(prefix):]).resolve().parent / "mlartifacts"
-
-
-def _set_experiment(mlflow: Any, name: str) -> None:
-    """Select experiment ``name``, creating it first (see :func:`artifact_root`)."""
-    root = artifact_root(tracking_uri())
-    if root is not None and mlflow.get_experiment_by_name(name) is None:
-        with contextlib.suppress(Exception):  # a parallel run may have created it first
-            mlflow.create_experiment(name, artifact_location=root.as_uri())
-    mlflow.set_experiment(name)
+    """``mlartifacts/`` beside a SQLite store (not a queued experiment's copy); None: a server."""
+    db = _sqlite_path(uri)
+    return None if db is None else db.resolve().parent / "mlartifacts"
 
 
 def _mlflow() -> Any:
@@ -99,48 +67,38 @@ def _mlflow() -> Any:
     return mlflow
 
 
-def check_server(uri: str | None = None, timeout: float = PROBE_TIMEOUT) -> None:
-    """Stop with one line unless an ``http(s)://`` tracking server answers a GET of ``/health``
-    within ``timeout`` seconds (any HTTP answer counts, even 401 or 404; a TLS handshake too).
-
-    Checked once per process and URI. Other stores (``sqlite:``, ...) are not probed here.
-    """
+def check_server(uri: str | None = None, timeout: float | None = None) -> None:
+    """Stop with one line unless an ``http(s)://`` server answers ``GET /health`` (any answer;
+    once per process and URI), without MLflow's minutes of retries unless its env vars ask."""
     uri = uri or tracking_uri()
     if not uri.startswith(("http://", "https://")) or uri in _answered:
         return
     import ssl
-    import urllib.error
-    import urllib.request
 
+    from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_MAX_RETRIES as RETRIES
+    from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_TIMEOUT as TIMEOUT
+    from mlflow.utils.rest_utils import MlflowHostCreds, http_request
+
+    timeout = timeout or (TIMEOUT.get() if TIMEOUT.defined else PROBE_TIMEOUT)
     try:
-        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()  # noqa: S310
-    except urllib.error.HTTPError:
-        pass  # it answered
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        if not isinstance(reason, ssl.SSLError):  # a certificate problem: MLflow's to judge
+        http_request(MlflowHostCreds(uri), "/health", "GET", timeout=timeout, retry_codes=(),
+                     max_retries=RETRIES.get() if RETRIES.defined else 0, raise_on_status=False)
+    except Exception as exc:  # noqa: BLE001 - MLflow wraps the cause; the last one says it
+        while (inner := exc.__cause__ or exc.__context__) is not None:
+            exc = inner
+        if not isinstance(exc, ssl.SSLError):  # a certificate problem: MLflow's to judge
             raise OccluferError(
-                f"MLflow tracking server {uri} is not reachable "
-                f"({first_line(reason) if isinstance(reason, BaseException) else reason}; "
-                f"waited up to {timeout:g} s); start it, or point MLFLOW_TRACKING_URI at a "
-                "running server (unset it for the local SQLite store mlflow.db)") from None
+                f"MLflow tracking server {uri} is not reachable ({first_line(exc)}; waited up "
+                f"to {timeout:g} s); start it, or point MLFLOW_TRACKING_URI at a running server "
+                "(unset it for the local SQLite store mlflow.db)") from None
     _answered.add(uri)
 
 
-def _sqlite_path(uri: str) -> Path | None:
-    prefix = "sqlite:///"
-    return Path(uri[len(prefix):].split("?", 1)[0]) if uri.startswith(prefix) else None
-
-
 def check_writable(uri: str | None = None) -> None:
-    """Stop with one line when a SQLite store exists but cannot be written (a read-only file,
-    folder or disk): checked by creating a table inside a transaction that is rolled back, so
-    the database is not changed. A store that does not exist yet is left to MLflow to create.
-    """
-    uri = uri or tracking_uri()
-    db = _sqlite_path(uri)
+    """Stop with one line when an existing SQLite store cannot be written (rolled-back probe)."""
+    db = _sqlite_path(uri or tracking_uri())
     if db is None or not db.is_file():
-        return
+        return  # a store that does not exist yet is MLflow's to create
     import sqlite3
 
     con = sqlite3.connect(db, timeout=10, isolation_level=None)
@@ -151,8 +109,7 @@ def check_writable(uri: str | None = None) -> None:
         text = str(exc)
         if "locked" not in text and "busy" not in text:  # locked: another run is writing
             fix = (f"make it and its folder writable (`chmod u+w {db} {db.parent}`)"
-                   if "readonly" in text or "read-only" in text
-                   else "restore it from a backup")
+                   if "readonly" in text or "read-only" in text else "restore it from a backup")
             raise OccluferError(f"MLflow store {db} cannot be written ({first_line(exc)}); "
                                 f"{fix}, or point MLFLOW_TRACKING_URI at another store") from None
     finally:
@@ -161,66 +118,38 @@ def check_writable(uri: str | None = None) -> None:
         con.close()
 
 
-def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"train": {"lr": 1e-3}}`` → ``{"train.lr": 1e-3}`` (lists become strings)."""
-    flat: dict[str, Any] = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
-
-
 def _git_commit(root: Path) -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                             text=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None
+    from mlflow.utils.git_utils import get_git_commit
 
-
-def _data_hashes(root: Path) -> dict[str, str]:
-    """``data.<out>.md5`` tags for the stage outputs recorded in ``dvc.lock``."""
-    lock = root / "dvc.lock"
-    if not lock.is_file():
-        return {}
-    import yaml
-
-    tags = {}
-    stages = (yaml.safe_load(lock.read_text(encoding="utf-8")) or {}).get("stages", {})
-    for stage in stages.values():
-        for out in stage.get("outs", []):
-            if str(out.get("path", "")).startswith("data") and "md5" in out:
-                tags[f"data.{out['path']}.md5"] = out["md5"]
-    return tags
+    return get_git_commit(str(root))
 
 
 def run_tags() -> dict[str, str]:
-    """Tags for a new run: git commit, DVC experiment name, data hashes from dvc.lock."""
+    """Tags for a new run: git commit, DVC experiment, ``data.<out>.md5`` from dvc.lock."""
     root = repo_root()
     tags = {"occlufer.stage": "train"}
     commit = _git_commit(root)
     if commit:
-        tags["mlflow.source.git.commit"] = commit
-        tags["git.commit"] = commit
-    if os.environ.get("DVC_EXP_NAME"):
-        tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
-    if os.environ.get("DVC_EXP_BASELINE_REV"):
-        tags["dvc.baseline_rev"] = os.environ["DVC_EXP_BASELINE_REV"]
-    tags.update(_data_hashes(root))
+        tags["mlflow.source.git.commit"] = tags["git.commit"] = commit
+    for var, tag in (("DVC_EXP_NAME", "dvc.exp_name"),
+                     ("DVC_EXP_BASELINE_REV", "dvc.baseline_rev")):
+        if os.environ.get(var):
+            tags[tag] = os.environ[var]
+    if (root / "dvc.lock").is_file():
+        import yaml
+
+        lock = yaml.safe_load((root / "dvc.lock").read_text(encoding="utf-8")) or {}
+        for stage in lock.get("stages", {}).values():
+            for out in stage.get("outs", []):
+                if str(out.get("path", "")).startswith("data") and "md5" in out:
+                    tags[f"data.{out['path']}.md5"] = out["md5"]
     return tags
 
 
 def run_name_for(params: Mapping[str, Any]) -> str:
-    """A new run's name: the DVC experiment's (``DVC_EXP_NAME``, which ``dvc exp run`` sets),
-    else ``<recipe>-<short commit>`` (``dvc repro``; :func:`occlufer.recipe.recipe_name`)."""
+    """A new run's name: ``DVC_EXP_NAME``, else ``<recipe>-<short commit>`` (``dvc repro``)."""
     if os.environ.get("DVC_EXP_NAME"):
         return os.environ["DVC_EXP_NAME"]
-    from occlufer.recipe import recipe_name
-
     root = repo_root()
     commit = _git_commit(root)
     recipe = recipe_name(params, root / "conf")
@@ -228,20 +157,17 @@ def run_name_for(params: Mapping[str, Any]) -> str:
 
 
 def describe(params: Mapping[str, Any], result: str | None = None) -> str:
-    """The run description (MLflow's ``mlflow.note.content``, Markdown): recipe, DVC
-    experiment, commit, then ``result`` (validate's headline) or a note that it is to come."""
-    from occlufer.recipe import DEFAULT, recipe_name
-
+    """The run description (Markdown): recipe, experiment, commit, then ``result`` (or a note)."""
     root = repo_root()
     recipe = recipe_name(params, root / "conf")
-    where = (f"conf/experiment/{recipe}.yaml" if recipe != DEFAULT else "conf/config.yaml")
+    where = f"conf/experiment/{recipe}.yaml" if recipe != DEFAULT else "conf/config.yaml"
     head = [f"Recipe `{recipe}` ({where})"]
     if os.environ.get("DVC_EXP_NAME"):
         head.append(f"DVC experiment `{os.environ['DVC_EXP_NAME']}`")
-    commit = os.environ.get("DVC_EXP_BASELINE_REV") or _git_commit(root)
+    baseline = os.environ.get("DVC_EXP_BASELINE_REV")
+    commit = baseline or _git_commit(root)
     if commit:
-        head.append(("baseline" if os.environ.get("DVC_EXP_BASELINE_REV") else "commit")
-                    + f" `{commit[:7]}`")
+        head.append(f"{'baseline' if baseline else 'commit'} `{commit[:7]}`")
     body = result or "Training; the validate stage adds the headline result here."
     return (" · ".join(head) + "\n\n" + body + "\n\nFull report: artifact `validate/report.md`"
             " (all metrics: `validate/detail.json`).")
@@ -252,20 +178,15 @@ def set_description(text: str) -> None:
     _mlflow().set_tag(NOTE_TAG, text)
 
 
+def _fault(what: str, exc: Exception, fix: str) -> OccluferError:
+    return OccluferError(f"{what} {tracking_uri()}: {first_line(exc)}; {fix}")
+
+
 @contextmanager
 def start_run(experiment: str, params: Mapping[str, Any], run_name: str | None = None,
               run_id: str | None = None, *, active_file: Path | None = None) -> Iterator[Any]:
-    """Open the pipeline's MLflow run: experiment, flattened params and tags.
-
-    ``run_id`` re-opens that run instead (training resumed from a checkpoint) when the store
-    still has it; otherwise a new run is started. A store that cannot be reached or written,
-    or a run that cannot be started, stops here with one line (:class:`OccluferError`).
-
-    ``active_file`` (outside the DVC outputs, e.g. beside the checkpoint) holds the open run's
-    id until the run ends. A run still named there when the next one starts was abandoned (its
-    process was killed): unless it is the ``run_id`` being resumed, it is marked ``KILLED`` if
-    MLflow still has it ``RUNNING``.
-    """
+    """Open the pipeline's run with its params and tags, or re-open ``run_id`` if the store has
+    it; ``active_file`` holds the open run's id, so an abandoned one is marked ``KILLED``."""
     mlflow = _mlflow()
     check_writable()
     try:
@@ -273,9 +194,8 @@ def start_run(experiment: str, params: Mapping[str, Any], run_name: str | None =
     except OccluferError:
         raise
     except Exception as exc:  # noqa: BLE001 - MLflow raises many types for a bad store
-        raise OccluferError(f"cannot start an MLflow run in {tracking_uri()}: "
-                            f"{first_line(exc)}; check MLFLOW_TRACKING_URI and that the store "
-                            "is writable") from None
+        raise _fault("cannot start an MLflow run in", exc, "check MLFLOW_TRACKING_URI and that "
+                     "the store is writable") from None
     try:
         if active_file is not None:
             active_file.parent.mkdir(parents=True, exist_ok=True)
@@ -291,7 +211,6 @@ def start_run(experiment: str, params: Mapping[str, Any], run_name: str | None =
 
 def _open_run(mlflow: Any, experiment: str, params: Mapping[str, Any], run_name: str | None,
               run_id: str | None, active_file: Path | None) -> Any:
-    """:func:`start_run` up to the open run (MLflow's ``ActiveRun``)."""
     if run_id is not None:
         try:
             mlflow.MlflowClient().get_run(run_id)
@@ -302,10 +221,14 @@ def _open_run(mlflow: Any, experiment: str, params: Mapping[str, Any], run_name:
     if run_id is not None:
         return mlflow.start_run(run_id=run_id)
     try:
-        _set_experiment(mlflow, experiment)
+        root = artifact_root(tracking_uri())
+        if root is not None and mlflow.get_experiment_by_name(experiment) is None:
+            with contextlib.suppress(Exception):  # a parallel run may have created it first
+                mlflow.create_experiment(experiment, artifact_location=root.as_uri())
+        mlflow.set_experiment(experiment)
     except Exception as exc:  # noqa: BLE001 - MLflow raises many types for a bad store
-        raise OccluferError(f"cannot reach MLflow tracking store {tracking_uri()}: "
-                            f"{first_line(exc)}; check MLFLOW_TRACKING_URI") from None
+        raise _fault("cannot reach MLflow tracking store", exc, "check MLFLOW_TRACKING_URI"
+                     ) from None
     run = mlflow.start_run(run_name=run_name or run_name_for(params))
     try:
         mlflow.set_tags({**run_tags(), NOTE_TAG: describe(params)})
@@ -319,12 +242,7 @@ def _open_run(mlflow: Any, experiment: str, params: Mapping[str, Any], run_name:
 
 
 def end_abandoned(active_file: Path, keep: str | None = None) -> str | None:
-    """Mark the run named in ``active_file`` ``KILLED`` when MLflow still has it ``RUNNING``
-    (its stage was killed before it could end the run); returns its id if so.
-
-    Left alone: ``keep`` (the run being resumed), a run of another tracking store, a run that
-    has ended or is gone.
-    """
+    """Mark the run named in ``active_file`` (unless ``keep``) ``KILLED`` if still RUNNING."""
     try:
         ref = json.loads(active_file.read_text(encoding="utf-8"))
         run_id, uri = str(ref["run_id"]), ref.get("tracking_uri")
@@ -352,8 +270,7 @@ def tag_model(model_file: Path) -> str:
 
 
 def execution_tags() -> dict[str, str]:
-    """Where this execution runs: host name, hardware and kernels (:data:`HOST_TAG`,
-    :data:`HARDWARE_TAG`, :data:`KERNELS_TAG`), tags of the run, never part of a DVC output."""
+    """Host name, hardware and kernels of this execution: run tags, never DVC outputs."""
     import socket
 
     from occlufer import kernels
@@ -368,21 +285,15 @@ def set_tags(tags: Mapping[str, str]) -> None:
     _mlflow().set_tags(dict(tags))
 
 
-def _model_runs(client: Any, digest: str, max_results: int = 1) -> list[Any]:
-    """Runs (newest first) of any active experiment tagged with ``digest`` (:data:`MODEL_TAG`)."""
+def _model_runs(client: Any, digest: str) -> list[Any]:
+    """The newest run of any active experiment tagged with ``digest`` (:data:`MODEL_TAG`)."""
     ids = [e.experiment_id for e in client.search_experiments()]
-    if not ids:
-        return []
-    return list(client.search_runs(ids, f"tags.`{MODEL_TAG}` = '{digest}'",
-                                   order_by=["attributes.start_time DESC"],
-                                   max_results=max_results))
+    return list(client.search_runs(ids, f"tags.`{MODEL_TAG}` = '{digest}'", max_results=1,
+                                   order_by=["attributes.start_time DESC"])) if ids else []
 
 
 def find_model_run(model_file: Path, uri: str | None = None) -> Any | None:
-    """The newest MLflow run that logged ``model_file`` (tagged with its sha256 by train), in the
-    store ``uri`` (default :func:`tracking_uri`); None when there is none, or when that SQLite
-    store does not exist (it is not created). Several runs can hold the same bytes (the
-    pipeline is reproducible: ``dvc repro -f`` trains the same model again): the newest wins."""
+    """The newest run in ``uri`` that logged ``model_file``; None if none or no SQLite store."""
     import mlflow
 
     uri = uri or tracking_uri()
@@ -396,9 +307,7 @@ def find_model_run(model_file: Path, uri: str | None = None) -> Any | None:
 
 
 def check_run(model_file: Path) -> str:
-    """The id of the MLflow run that logged ``model_file`` (:func:`find_model_run`), once the
-    store is reachable and writable; one line with the fix otherwise (validate calls this
-    before it evaluates, so a missing run costs no evaluation time)."""
+    """The id of the run that logged ``model_file`` in a reachable, writable store, or one line."""
     fix = "re-create it with `dvc repro -f -s train validate`"
     elsewhere = "(or point MLFLOW_TRACKING_URI at the store that has it)"
     try:
@@ -428,12 +337,11 @@ def check_run(model_file: Path) -> str:
 def resume_run(model_file: Path) -> Iterator[Any]:
     """Re-open the run that logged ``model_file`` (validate logs into train's run)."""
     run_id = check_run(model_file)
-    mlflow = _mlflow()
     try:
-        run = mlflow.start_run(run_id=run_id)
+        run = _mlflow().start_run(run_id=run_id)
     except Exception as exc:  # noqa: BLE001 - MLflow raises many types for a bad store
-        raise OccluferError(f"cannot re-open MLflow run {run_id} in {tracking_uri()}: "
-                            f"{first_line(exc)}; check that the store is writable") from None
+        raise _fault(f"cannot re-open MLflow run {run_id} in", exc,
+                     "check that the store is writable") from None
     with run:
         yield run
 
@@ -442,9 +350,8 @@ def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
     """Log finite metrics to the active run."""
     import math
 
-    mlflow = _mlflow()
-    mlflow.log_metrics({k: float(v) for k, v in metrics.items() if math.isfinite(float(v))},
-                       step=step)
+    _mlflow().log_metrics({k: float(v) for k, v in metrics.items() if math.isfinite(float(v))},
+                          step=step)
 
 
 def log_artifacts(folder: Path, artifact_path: str | None = None) -> None:
@@ -458,8 +365,7 @@ def log_artifact(path: Path, artifact_path: str | None = None) -> None:
 
 
 def download_model(uri: str) -> Path:
-    """A logged MLflow model (``models:/<name>@<alias>``, ``runs:/<id>/model``, ...) as a local
-    folder (MLflow's download cache)."""
+    """A logged MLflow model (``models:/...``, ``runs:/...``) as a local folder."""
     mlflow = _mlflow()
     try:
         return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))

@@ -1,7 +1,5 @@
 """Small image grids for previews (PIL only, no plotting backend)."""
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 
 import numpy as np

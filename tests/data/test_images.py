@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from occlufer.data.images import Reject, center_square, load_gray
+from occlufer.data.images import Reject, center_square, image_dimensions, load_gray
 
 
 def _bytes(im: Image.Image, fmt: str, **kw) -> bytes:
@@ -115,7 +117,10 @@ def test_center_square_crops_the_middle_and_resizes() -> None:
 
 
 def test_colour_decoding_for_detectors_matches_the_gray_one() -> None:
-    from occlufer.data.images import load_gray_bgr_scaled, load_gray_scaled
+    from occlufer.data.images import decode, load_gray_scaled
+
+    def load_gray_bgr_scaled(data: bytes, **kw) -> tuple:
+        return decode(data, color=True, **kw)
 
     rgb = np.zeros((40, 60, 3), np.uint8)
     rgb[..., 0] = 200  # red in RGB: the last channel in BGR
@@ -133,3 +138,31 @@ def test_colour_decoding_for_detectors_matches_the_gray_one() -> None:
     data = _bytes(Image.fromarray(big), "JPEG", quality=90)  # drafted to half size
     g, b, scale = load_gray_bgr_scaled(data, draft_side=1024)
     assert scale == 2 and g.shape == b.shape[:2] == load_gray_scaled(data, draft_side=1024)[0].shape
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG's signature, IHDR and an empty IDAT claiming ``width``×``height``: no pixels."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr
+            + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)) + struct.pack(">I", 0) + b"IDAT")
+
+
+@pytest.mark.parametrize(("fmt", "kwargs"), [
+    ("PNG", {}), ("JPEG", {}), ("JPEG", {"progressive": True}),
+    ("JPEG", {"exif": b"Exif\x00\x00" + bytes(3000)}),  # an APP1 segment before the frame
+    ("WEBP", {"lossless": True}), ("BMP", {}), ("TIFF", {}), ("GIF", {})])
+def test_dimensions_of_every_format(fmt: str, kwargs: dict) -> None:
+    assert image_dimensions(_bytes(Image.new("L", (37, 21)), fmt, **kwargs)) == (37, 21)
+
+
+def test_dimensions_come_from_the_header_alone() -> None:
+    assert image_dimensions(_png_header(5000, 5000)) == (5000, 5000)  # no pixels needed
+    assert image_dimensions(_png_header(12000, 12000)) == (12000, 12000)  # over the warning
+    jpeg = _bytes(Image.new("L", (130, 7)), "JPEG")
+    assert image_dimensions(jpeg[:jpeg.index(b"\xff\xda") + 12]) == (130, 7)  # scan cut short
+
+
+def test_unreadable_data_has_no_dimensions() -> None:
+    for data in (b"", b"hello", b"\xff\xd8\xff\xe0" + bytes(range(256)), b"GIF89a",
+                 _png_header(20000, 20000)):  # over PIL's bomb limit: the decoder says why
+        assert image_dimensions(data) is None

@@ -20,7 +20,7 @@ from dvc_render.vega import VegaRenderer
 from PIL import Image
 
 from occlufer.evaluation import plots
-from occlufer.evaluation.plots import check_offline_page
+from tests.offline_page import check_offline_page
 
 
 def _history(epochs: int = 6, shift: float = 0.0) -> pd.DataFrame:

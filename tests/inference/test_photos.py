@@ -26,7 +26,7 @@ def test_transform_takes_the_files_keypoints_to_the_targets_after_jpeg_draft() -
     for data in (encode(face_photo(), "JPEG", quality=95), encode(big, "JPEG", quality=95)):
         found = analyse(data, FaceSearch())
         assert found.status == "ok" and len(found.boxes) == 1
-        d = found.details(0)
+        d = found.face(0, np.full(len(CLASSES), 1 / len(CLASSES)), CLASSES)
         assert 0.5 <= d["score"] <= 1 and list(d["keypoints"]) == list(KEYPOINTS)
         x, y, w, h = found.boxes[0]  # keypoints in the file's pixels, inside the box
         assert all(x <= px <= x + w and y <= py <= y + h

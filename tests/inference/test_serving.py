@@ -78,10 +78,10 @@ def test_predict_frame_empty_and_malformed(model_pt: Path) -> None:
 
 
 def _png_header(width: int, height: int) -> bytes:
-    """A PNG's signature and IHDR claiming ``width``×``height``; no pixel data follows."""
+    """A PNG's signature, IHDR and an empty IDAT claiming ``width``×``height``: no pixels."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr
-            + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)))
+            + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)) + struct.pack(">I", 0) + b"IDAT")
 
 
 @pytest.mark.parametrize(("columns", "problem"), [

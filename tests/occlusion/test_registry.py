@@ -1,4 +1,4 @@
-"""The occluder registry is the one list: conf/, dvc.yaml and the README agree with it, and each
+"""The occluder registry is the one list: conf/, dvc.yaml and docs/data.md agree with it, and each
 occluder reports the styles and meets the ratio it declares."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def test_names_and_derived_lists() -> None:
     assert tuple(k for k, o in OCCLUDERS.items() if o.ratio != "approximate") == RATIO_CONTROLLED
     for occ in OCCLUDERS.values():
         assert occ.ratio in ("exact", "close", "approximate")
-        assert occ.exact_ratio == (occ.level_field is not None), occ.name  # level field: exact
+        assert (occ.ratio == "exact") == (occ.level_field is not None), occ.name
         if occ.style_draw is not None:  # a column of the draws and one weight per style
             column, weights = occ.style_draw
             assert 3 <= column < N_UNIFORMS and len(weights) == len(occ.styles), occ.name
@@ -75,10 +75,10 @@ def test_dvc_yaml_tracks_the_whole_occlusion_package() -> None:
             assert "src/occlufer/occlusion" in stage["deps"], name
 
 
-def test_readme_table_has_every_occluder() -> None:
-    text = (ROOT / "README.md").read_text()
+def test_docs_table_has_every_occluder() -> None:
+    text = (ROOT / "docs" / "data.md").read_text()
     missing = [k for k in TYPES if f"| `{k}` |" not in text]
-    assert not missing, f"README.md's occluder table lacks {missing}"
+    assert not missing, f"docs/data.md's occluder table lacks {missing}"
 
 
 @pytest.mark.parametrize("kind", TYPES)
@@ -90,5 +90,5 @@ def test_styles_are_the_declared_ones(kind: str) -> None:
     assert set(out.styles) <= set(occ.styles)
     if occ.style_draw is not None:  # every style drawn
         assert set(out.styles) == set(occ.styles)
-    if occ.exact_ratio:
+    if occ.ratio == "exact":
         assert np.all(np.abs(out.fractions - 0.2) <= 0.5 / 48**2 + 1e-12)

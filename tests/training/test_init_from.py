@@ -12,8 +12,8 @@ from torch import nn
 
 from occlufer.config import ConfigError
 from occlufer.errors import OccluferError
-from occlufer.inference.predictor import resolve_model_file
 from occlufer.labels import CLASSES
+from occlufer.model_files import resolve_model_file
 from occlufer.models import build_model, save_model
 from occlufer.stages.train import train
 from occlufer.training import TrainState, fit

@@ -13,7 +13,7 @@ from occlufer.config import Params
 from occlufer.data.store import read_store
 from occlufer.models import build_model
 from occlufer.training import TrainState, ValArrays, fit
-from occlufer.training.data import label_codes, train_arrays
+from occlufer.training.augment import label_codes, train_arrays
 from occlufer.training.loop import _scheduler
 
 

@@ -9,11 +9,10 @@ import pytest
 import torch
 
 from occlufer.config import ConfigError
-from occlufer.models import build_model, save_model
+from occlufer.models import build_model, predict_logits, save_model
 from occlufer.preprocess import WithViews, to_input, tta_views
 from occlufer.training import TrainState
 from occlufer.training.augment import mix_batch
-from occlufer.training.loop import predict_logits
 from tests.training.test_loop import _run, _same_weights
 
 

@@ -12,7 +12,7 @@ import torch
 from occlufer.config import ConfigError, Params
 from occlufer.training import TrainState
 from occlufer.training.augment import paired_plan, pairs_in, twin_rows, warp
-from occlufer.training.loop import WeightEma, consistency_loss
+from occlufer.training.loop import consistency_loss, ema_state, load_ema, weight_ema
 from tests.training.test_augment import _data
 from tests.training.test_loop import _run, _same_weights
 
@@ -83,17 +83,26 @@ def test_consistency_needs_pairs_and_pairs_exclude_occlude_clean(make_params) ->
 
 def test_weight_ema_averages_and_copies_integer_buffers() -> None:
     model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
-    ema = WeightEma(model, decay=0.5)
+    ema = weight_ema(model, decay=0.5)
     before = copy.deepcopy(model.state_dict())
     with torch.no_grad():
         for p in model.parameters():
             p.add_(1.0)
     model.train()(torch.randn(4, 2))  # BN statistics and num_batches_tracked move
-    ema.update()  # warmed-up decay after one update: min(0.5, 2/11)
+    ema.update_parameters(model)  # warmed-up decay after one update: min(0.5, 2/11)
     d = 2 / 11
-    w = ema.model.state_dict()
+    w = ema.module.state_dict()
     assert torch.allclose(w["0.weight"], d * before["0.weight"] + (1 - d) * model[0].weight)
+    assert torch.allclose(w["1.running_mean"],
+                          d * before["1.running_mean"] + (1 - d) * model[1].running_mean)
     assert torch.equal(w["1.num_batches_tracked"], model[1].num_batches_tracked)
+    assert ema_state(ema)["updates"] == 1
+    again = weight_ema(model, decay=0.5)
+    load_ema(again, ema_state(ema))
+    ema.update_parameters(model)
+    again.update_parameters(model)  # the restored count gives the same decay: min(0.5, 3/12)
+    assert all(torch.equal(a, b) for a, b in zip(ema.module.state_dict().values(),
+                                                 again.module.state_dict().values(), strict=True))
 
 
 PAIRED = ("model=compact", "model.width=8", "train.epochs=3", "train.pair=true",

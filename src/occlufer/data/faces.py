@@ -1,15 +1,5 @@
-"""Faces in ordinary photos: detection (:mod:`occlufer.data.detectors`), policy, crops.
-
-:func:`face_crops` finds the faces in a photo with the chosen detector, applies the policy for
-photos with several faces, and cuts one size×size grayscale crop per face kept: aligned to
-FER2013 geometry when the detector gives keypoints (BlazeFace: eyes and mouth moved onto
-:data:`~occlufer.data.detectors.ALIGN_TO` by a similarity transform), else the square around
-the box grown by a margin on each side (Haar). Edge pixels are replicated where a crop leaves
-the photo. :func:`photo_faces` decodes a photo file first; acquire's ``photos`` reader,
-``occlufer predict`` and the served model all go through it.
-"""
-
-from __future__ import annotations
+"""Faces in photos: detection (:mod:`occlufer.data.detectors`), the several-faces policy and
+one size×size crop per face (aligned with keypoints, else the box plus margin, edges replicated)."""
 
 from dataclasses import dataclass
 from typing import TypeVar
@@ -18,12 +8,10 @@ import numpy as np
 
 from occlufer.data import detectors
 from occlufer.data.detectors import Box, Face
-from occlufer.data.images import Reject, load_gray_bgr_scaled, load_gray_scaled, resize
+from occlufer.data.images import Reject, decode, resize
 
 PHOTO_SIDE = 1024  # photos: JPEG draft keeps at least this many pixels on the shorter side
-#: the face search of acquire's ``photos`` source (conf/acquire/photos.yaml; a test keeps them
-#: equal), also ``occlufer predict``'s and the served model's: margin on each side as a fraction
-#: of the box, smallest face in pixels
+#: face search of conf/acquire/photos.yaml (a test keeps them equal), predict and serving
 FACE_MARGIN = 0.2
 FACE_MIN_SIZE = 24
 T = TypeVar("T")
@@ -43,8 +31,7 @@ class FaceCrop:
 
     @property
     def crop_keypoints(self) -> np.ndarray:
-        """The detector's keypoints in this crop (K×2 ``[x, y]``, fractions of its side, in
-        :data:`~occlufer.data.detectors.KEYPOINTS` order); 0×2 without keypoints (Haar)."""
+        """The detector's keypoints in this crop (K×2 fractions of its side; 0×2 for Haar)."""
         points = np.asarray(self.face.keypoints, dtype=np.float64).reshape(-1, 2)
         return (points @ self.transform[:, :2].T + self.transform[:, 2]) / self.image.shape[1]
 
@@ -55,8 +42,7 @@ def detect(gray: np.ndarray, min_face: int) -> list[Box]:
 
 
 def choose(boxes: list[T], policy: str) -> list[T]:
-    """Apply ``acquire.faces`` (largest / all / skip) to faces sorted largest first; raises
-    :class:`Reject` for no usable face."""
+    """Apply ``acquire.faces`` (largest / all / skip) to faces sorted largest first, or Reject."""
     if not boxes:
         raise Reject("no_face: no face found")
     if len(boxes) == 1 or policy == "all":
@@ -92,8 +78,7 @@ def crop_transform(box: Box, margin: float, size: int) -> np.ndarray:
 
 
 def face_crop(gray: np.ndarray, face: Face, *, size: int, margin: float) -> FaceCrop:
-    """``face`` aligned to FER2013 geometry when it has keypoints, else its box with
-    ``margin``."""
+    """``face`` aligned to FER2013 geometry when it has keypoints, else its box with margin."""
     transform = detectors.alignment(face, size)
     if transform is None:
         return FaceCrop(crop(gray, face.box, margin, size), face,
@@ -104,8 +89,7 @@ def face_crop(gray: np.ndarray, face: Face, *, size: int, margin: float) -> Face
 def face_crops(gray: np.ndarray, *, size: int, policy: str, margin: float, min_face: int,
                detector: str = detectors.DEFAULT, image: np.ndarray | None = None,
                ) -> list[FaceCrop]:
-    """Crops (size×size, from ``gray``) of the faces to keep. ``image``: the photo in colour
-    (BGR, same size) for the detector, when there is one."""
+    """Crops of the faces to keep; ``image``: the photo in BGR for the detector, if any."""
     found = detectors.get_detector(detector).detect(gray if image is None else image, min_face)
     return [face_crop(gray, f, size=size, margin=margin) for f in choose(found, policy)]
 
@@ -113,19 +97,9 @@ def face_crops(gray: np.ndarray, *, size: int, policy: str, margin: float, min_f
 def photo_faces(data: bytes, *, size: int, policy: str, margin: float, min_face: int,
                 min_size: int = 1, detector: str = detectors.DEFAULT,
                 ) -> tuple[np.ndarray, float, list[FaceCrop]]:
-    """Photo file bytes → (grayscale photo, scale, face crops).
-
-    The photo is decoded by :func:`~occlufer.data.images.load_gray_scaled` (JPEGs at reduced
-    scale down to :data:`PHOTO_SIDE`; in colour too for a detector other than Haar); boxes,
-    keypoints and transforms are in the decoded photo's coordinates, ``scale`` times them gives
-    the file's. Raises :class:`Reject` (``unreadable``, ``no_face``, ...).
-    """
-    image = None
-    if detector == "haar":
-        gray, scale = load_gray_scaled(data, min_size=min_size, draft_side=PHOTO_SIDE)
-    else:
-        detectors.get_detector(detector)  # an unknown name fails before decoding
-        gray, image, scale = load_gray_bgr_scaled(data, min_size=min_size,
-                                                  draft_side=PHOTO_SIDE)
+    """Photo bytes → (gray photo, file pixels per photo pixel, face crops), or Reject."""
+    detectors.get_detector(detector)  # an unknown name fails before decoding
+    gray, image, scale = decode(data, min_size=min_size, draft_side=PHOTO_SIDE,
+                                color=detector != "haar")
     return gray, scale, face_crops(gray, size=size, policy=policy, margin=margin,
                                    min_face=min_face, detector=detector, image=image)

@@ -1,7 +1,5 @@
 """Leak-free splitting: whole groups go to one side, class proportions kept close to target."""
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 
 import numpy as np
@@ -12,14 +10,8 @@ from occlufer.rng import item_rng
 
 def group_assign(labels: pd.Series, groups: pd.Series, fractions: Sequence[float],
                  seed: int) -> np.ndarray:
-    """Side index per row (0 .. len(fractions)-1); every group lands wholly on one side.
-
-    Groups are visited in a seeded random order, largest first, and each goes to the side
-    where it most reduces the squared distance of the per-class counts from their targets
-    (``fractions[s]`` of each class total): greedy stratification. Then single groups are moved
-    between sides while that still reduces the distance (a few passes of local search), so with
-    small groups each class lands within about one group of its target on every side.
-    """
+    """Side index per row; whole groups, largest first (seeded ties), go where they most cut
+    the squared distance of class counts from ``fractions``; then single groups move."""
     frac = np.asarray(fractions, dtype=np.float64)
     codes, uniques = pd.factorize(groups, sort=True)
     y = pd.factorize(labels, sort=True)[0]

@@ -1,17 +1,7 @@
-"""The image store: one memory-mappable uint8 array plus a Parquet manifest per stage output.
-
-Row ``i`` of ``manifest.parquet`` describes ``images.npy[i]`` (and ``masks.npy[i]`` where a stage
-records occlusion masks, bit-packed per row). Many small image files make DVC and data loading
-slow; one array per output scales to hundreds of thousands of faces.
-
-Manifests of acquired faces carry, per keypoint of the face detector, the columns
-``kp_<name>_x`` and ``kp_<name>_y`` (:func:`keypoint_columns`): where the detector put it in
-the saved crop, as fractions of the crop's side; null where a face has none (synthetic faces,
-crop folders, FER2013, Haar detections). :func:`manifest_keypoints` reads them back.
-
-Writers add ``checksums.json`` (size and sha256 of each file); :func:`read_store` checks what it
-opens against it and stops with one line naming the file and the command that restores it.
-"""
+"""The image store: uint8 ``images.npy`` (+ bit-packed ``masks.npy``), ``manifest.parquet`` (row
+``i`` describes ``images[i]``; keypoints as ``kp_<name>_x/_y``) and ``checksums.json``.
+Not ``numpy.lib.format.open_memmap``: it needs the row count up front and readers stream an
+unknown count, so NumPy's padded header is rewritten in place on close."""
 
 from __future__ import annotations
 
@@ -19,7 +9,7 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,13 +19,13 @@ import pandas as pd
 
 from occlufer.errors import OccluferError, first_line
 from occlufer.hashing import file_sha256
+from occlufer.jsonio import write_json
 
 IMAGES = "images.npy"
 MASKS = "masks.npy"
 MANIFEST = "manifest.parquet"
 CHECKSUMS = "checksums.json"
-#: ``images.npy`` up to this size is checksummed on every read (~0.1 s per 64 MiB); larger ones
-#: only with ``read_store(..., verify=True)`` or ``OCCLUFER_VERIFY_IMAGES=1``
+#: larger ``images.npy`` are checksummed only with ``verify=True`` / ``OCCLUFER_VERIFY_IMAGES=1``
 VERIFY_IMAGES_BYTES = 256 << 20
 
 
@@ -52,14 +42,13 @@ class Store:
     masks: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        if self.images.ndim != 3 or self.images.dtype != np.uint8:
-            raise ValueError(f"images must be N×H×W uint8, got {self.images.shape} "
-                             f"{self.images.dtype}")
-        if len(self.manifest) != len(self.images):
-            raise ValueError(f"manifest has {len(self.manifest)} rows for "
-                             f"{len(self.images)} images")
-        if self.masks is not None and self.masks.shape != self.images.shape:
-            raise ValueError(f"masks {self.masks.shape} do not match images {self.images.shape}")
+        images, rows = self.images, len(self.manifest)
+        if images.ndim != 3 or images.dtype != np.uint8:
+            raise ValueError(f"images must be N×H×W uint8, got {images.shape} {images.dtype}")
+        if rows != len(images):
+            raise ValueError(f"manifest has {rows} rows for {len(images)} images")
+        if self.masks is not None and self.masks.shape != images.shape:
+            raise ValueError(f"masks {self.masks.shape} do not match images {images.shape}")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -77,8 +66,8 @@ def keypoint_columns(names: Sequence[str]) -> list[str]:
 
 
 def manifest_keypoints(manifest: pd.DataFrame, names: Sequence[str]) -> np.ndarray | None:
-    """Keypoints ``names`` of every row (N×K×2 float64 ``[x, y]``, fractions of the crop side,
-    NaN where a row has none), or None when no row has any (or the columns are missing)."""
+    """Keypoints ``names`` (N×K×2 float64 ``[x, y]`` in crop fractions, NaN where missing), or
+    None when no row has any (or the columns are missing)."""
     cols = keypoint_columns(names)
     if not set(cols) <= set(manifest.columns):
         return None
@@ -89,36 +78,13 @@ def manifest_keypoints(manifest: pd.DataFrame, names: Sequence[str]) -> np.ndarr
 
 def write_store(folder: str | Path, store: Store) -> Path:
     """Write ``store`` into ``folder`` (created; existing store files are replaced)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    np.save(folder / IMAGES, np.ascontiguousarray(store.images))
-    if store.masks is not None:
-        np.save(folder / MASKS, pack_masks(store.masks))
-    elif (folder / MASKS).exists():
-        (folder / MASKS).unlink()
-    store.manifest.to_parquet(folder / MANIFEST, index=False)
-    write_checksums(folder)
-    return folder
-
-
-def write_checksums(folder: Path) -> Path:
-    """Record size and sha256 of the store's files in ``folder/checksums.json`` (written last,
-    so a store whose writing was cut short fails :func:`read_store`'s checks)."""
-    files = {name: {"bytes": (folder / name).stat().st_size, "sha256": file_sha256(folder / name)}
-             for name in (IMAGES, MASKS, MANIFEST) if (folder / name).is_file()}
-    path = folder / CHECKSUMS
-    path.write_text(json.dumps({"files": files}, indent=2, sort_keys=True) + "\n",
-                    encoding="utf-8")
-    return path
+    writer = StoreWriter(folder, store.images.shape[1:])
+    writer.append(store.images)
+    return writer.close(store.manifest, store.masks)
 
 
 class StoreWriter:
-    """Stream images into ``folder/images.npy`` chunk by chunk: memory stays bounded.
-
-    The ``.npy`` header is written first with room for any row count (NumPy pads it for growth
-    of the first axis) and rewritten in place by :meth:`close`, so the data are written once and
-    the result is an ordinary ``images.npy`` that :func:`read_store` memory-maps.
-    """
+    """Stream images into ``folder/images.npy`` chunk by chunk (bounded memory, written once)."""
 
     def __init__(self, folder: str | Path, shape: tuple[int, int]) -> None:
         self.folder = Path(folder)
@@ -138,48 +104,46 @@ class StoreWriter:
         """Add rows (k×H×W uint8) at the end."""
         if images.dtype != np.uint8 or images.shape[1:] != self.shape:
             raise ValueError(f"expected k×{self.shape} uint8, got {images.shape} {images.dtype}")
-        self._file.write(np.ascontiguousarray(images).tobytes())
+        self._file.write(np.ascontiguousarray(images).data)
         self.n += len(images)
 
-    def close(self, manifest: pd.DataFrame) -> Path:
-        """Finish ``images.npy`` and write the manifest (one row per appended image)."""
+    def close(self, manifest: pd.DataFrame, masks: np.ndarray | None = None) -> Path:
+        """Finish ``images.npy``; write the masks (if any), the manifest and the checksums."""
         if len(manifest) != self.n:
             raise ValueError(f"manifest has {len(manifest)} rows for {self.n} images")
-        end = self._file.tell()
         if self._write_header() != self._header_len:  # cannot happen with NumPy's padding
             raise RuntimeError("images.npy header changed size")
-        self._file.seek(end)
         self._file.close()
-        if (self.folder / MASKS).exists():
-            (self.folder / MASKS).unlink()
+        if masks is not None:
+            flat = masks.reshape(len(masks), int(np.prod(masks.shape[1:])))  # also for 0 rows
+            np.save(self.folder / MASKS, np.packbits(flat.astype(bool), axis=1))
+        else:
+            (self.folder / MASKS).unlink(missing_ok=True)
         manifest.to_parquet(self.folder / MANIFEST, index=False)
-        write_checksums(self.folder)
+        # checksums.json last: a store whose writing was cut short fails read_store's checks
+        files = {name: {"bytes": (self.folder / name).stat().st_size,
+                        "sha256": file_sha256(self.folder / name)}
+                 for name in (IMAGES, MASKS, MANIFEST) if (self.folder / name).is_file()}
+        write_json(self.folder / CHECKSUMS, {"files": files})
         return self.folder
 
 
 def read_store(folder: str | Path, *, mmap: bool = True, verify: bool | None = None) -> Store:
-    """Read a store written by :func:`write_store` (images memory-mapped by default).
-
-    Every file opened is checked first, and a bad one stops with one line (:class:`StoreError`)
-    naming it and how to get it back (:func:`restore_hint`): ``.npy`` sizes against their
-    headers, the manifest's rows against the images, and, against ``checksums.json``, the size
-    of every file and the sha256 of the manifest and masks (always: they are small) and of
-    ``images.npy`` when ``verify`` is True, or when it is None (the default) and the file is at
-    most :data:`VERIFY_IMAGES_BYTES` or ``OCCLUFER_VERIFY_IMAGES=1`` is set. A store without
-    ``checksums.json`` (written before it existed) gets the other checks only.
-    """
+    """Read a store (images memory-mapped), checking sizes, rows and ``checksums.json`` first (the
+    images' sha256 when ``verify``; None: up to :data:`VERIFY_IMAGES_BYTES`); raises StoreError."""
     folder = Path(folder)
     for name in (IMAGES, MANIFEST):
         if not (folder / name).is_file():
             raise StoreError(f"{folder / name}: missing; run the stage that writes {folder} "
                              "first (`dvc repro`)")
     sums = _read_checksums(folder)
-    big = (folder / IMAGES).stat().st_size > VERIFY_IMAGES_BYTES
     if verify is None:
-        verify = not big or os.environ.get("OCCLUFER_VERIFY_IMAGES") == "1"
+        verify = ((folder / IMAGES).stat().st_size <= VERIFY_IMAGES_BYTES
+                  or os.environ.get("OCCLUFER_VERIFY_IMAGES") == "1")
     shape = _check_npy(folder / IMAGES, sums.get(IMAGES), verify)
     data = (folder / MANIFEST).read_bytes()
-    _check_sum(folder / MANIFEST, sums.get(MANIFEST), len(data), hashlib.sha256(data))
+    _check_sum(folder / MANIFEST, sums.get(MANIFEST), len(data),
+               lambda _: hashlib.sha256(data).hexdigest())
     try:
         manifest = pd.read_parquet(io.BytesIO(data))
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a bad file
@@ -192,7 +156,8 @@ def read_store(folder: str | Path, *, mmap: bool = True, verify: bool | None = N
     masks = None
     if (folder / MASKS).is_file():
         _check_npy(folder / MASKS, sums.get(MASKS), True)
-        masks = unpack_masks(np.load(folder / MASKS), images.shape[1:])
+        bits = np.unpackbits(np.load(folder / MASKS), axis=1, count=int(np.prod(images.shape[1:])))
+        masks = bits.astype(bool).reshape(len(bits), *images.shape[1:])
     try:
         return Store(images, manifest, masks)
     except ValueError as exc:
@@ -213,14 +178,15 @@ def _read_checksums(folder: Path) -> dict[str, dict[str, Any]]:
                          f"{restore_hint(folder)}") from None
 
 
-def _check_sum(path: Path, want: dict[str, Any] | None, size: int, digest: Any | None) -> None:
-    """``path``'s size (and sha256, when ``digest`` is given) against its checksums.json entry."""
+def _check_sum(path: Path, want: dict[str, Any] | None, size: int,
+               sha256: Callable[[Path], str] | None) -> None:
+    """``path``'s size (and ``sha256(path)``, if given) against its checksums.json entry."""
     if want is None:
         return
     if size != want.get("bytes"):
         raise StoreError(f"{path}: {size} bytes, but {CHECKSUMS} says {want.get('bytes')} "
                          f"(truncated, half-written or replaced); {restore_hint(path.parent)}")
-    if digest is not None and digest.hexdigest() != want.get("sha256"):
+    if sha256 is not None and sha256(path) != want.get("sha256"):
         raise StoreError(f"{path}: content differs from its sha256 in {CHECKSUMS} (changed or "
                          f"damaged after the stage wrote it); {restore_hint(path.parent)}")
 
@@ -242,54 +208,26 @@ def _check_npy(path: Path, want: dict[str, Any] | None, verify: bool) -> tuple[i
     if size != expected:
         raise StoreError(f"{path}: {size} bytes, but its header ({shape} {dtype}) needs "
                          f"{expected} (truncated or half-written); {restore_hint(path.parent)}")
-    if want is not None:
-        digest = None
-        if verify:
-            with open(path, "rb") as f:
-                digest = hashlib.file_digest(f, "sha256")
-        _check_sum(path, want, size, digest)
+    _check_sum(path, want, size, file_sha256 if verify else None)
     return tuple(shape)
 
 
 def restore_hint(folder: str | Path) -> str:
-    """How to get a stage output back: ``dvc checkout <out>`` (from the DVC cache) or
-    ``dvc repro -f -s <stage>`` (rebuilt), the stage found in the nearest ``dvc.yaml`` whose
-    ``outs`` hold ``folder``; a generic hint when there is none."""
-    folder = Path(folder).resolve()
-    for root in (folder, *folder.parents):
-        if (root / "dvc.yaml").is_file():
-            found = _stage_of(root, folder)
-            if found:
-                stage, out = found
-                return (f"restore it with `dvc checkout {out}` or rebuild it with "
-                        f"`dvc repro -f -s {stage}`")
-            break
-    return ("restore it with `dvc checkout` or rebuild it by re-running the stage that wrote "
-            "it (`dvc repro -f -s <stage>`)")
-
-
-def _stage_of(root: Path, folder: Path) -> tuple[str, str] | None:
+    """How to get ``folder`` back: checkout / repro of the ``dvc.yaml`` stage whose outs hold it."""
     import yaml
 
-    try:
+    folder = Path(folder).resolve()
+    root = next((r for r in (folder, *folder.parents) if (r / "dvc.yaml").is_file()), None)
+    try:  # no dvc.yaml (root None) or an odd one: the generic hint
         stages = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
-        for name, stage in stages.items():
-            for out in stage.get("outs", []):
+        for stage, spec in stages.items():
+            for out in spec.get("outs", []):
                 out = next(iter(out)) if isinstance(out, dict) else str(out)
-                if folder == (root / out).resolve() or (root / out).resolve() in folder.parents:
-                    return name, out
+                path = (root / out).resolve()
+                if folder == path or path in folder.parents:
+                    return (f"restore it with `dvc checkout {out}` or rebuild it with "
+                            f"`dvc repro -f -s {stage}`")
     except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
-        return None
-    return None
-
-
-def pack_masks(masks: np.ndarray) -> np.ndarray:
-    """N×H×W bool → N×ceil(H·W/8) uint8."""
-    flat = masks.reshape(len(masks), int(np.prod(masks.shape[1:])))  # also for zero rows
-    return np.packbits(flat.astype(bool), axis=1)
-
-
-def unpack_masks(packed: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Inverse of :func:`pack_masks`."""
-    h, w = shape
-    return np.unpackbits(packed, axis=1, count=h * w).astype(bool).reshape(len(packed), h, w)
+        pass
+    return ("restore it with `dvc checkout` or rebuild it by re-running the stage that wrote "
+            "it (`dvc repro -f -s <stage>`)")

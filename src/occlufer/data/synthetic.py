@@ -1,24 +1,11 @@
-"""Procedural, deterministic grayscale faces for facial expression recognition.
-
-The embedded default dataset: each image is one subject (an identity with its own face shape,
-skin, hair and feature geometry) showing one of the seven expressions as facial action cues
-(brows, eyelids, nose, cheeks, lips, jaw) scaled by a per-image intensity, under a random pose
-and lighting.  Cues live in both the eye/brow band and the mouth band, so occluding either one
-removes evidence without making the expression unreadable.
-
-Shapes are drawn in *face units* (frame side = 1, origin at the frame centre, y downwards) on a
-4x supersampled canvas through one pose affine, then box-downsampled for antialiasing.
-
-Determinism: image ``i`` uses ``np.random.default_rng([seed, i, 1])`` (it also draws its subject
-id), subject ``s`` uses ``np.random.default_rng([seed, s, 2])``.
-"""
-
-from __future__ import annotations
+"""Procedural, deterministic grayscale faces (the default dataset): one subject per image shows
+an expression as action cues in both the eye/brow and the mouth band, drawn in face units (side 1,
+origin at the centre, y down) on a 4x canvas. Image ``i`` draws from ``default_rng([seed, i, 1])``,
+subject ``s`` from ``[seed, s, 2]``."""
 
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -26,18 +13,13 @@ from PIL import Image, ImageDraw, ImageFilter
 from occlufer.labels import CLASSES
 from occlufer.viz import image_grid
 
-__all__ = ["SyntheticSpec", "generate", "preview_grid", "render_face"]
-
 _SS = 4  # supersampling factor
 _PURPOSE_IMAGE = 1
 _PURPOSE_IDENTITY = 2
 
-# Facial action cues at full intensity, in face units (negative dy = upwards).
-# brow_in/brow_out/arch: brow dy; pinch: inner ends towards the midline; eye: openness - 1;
-# corner: lip-corner dy; open: jaw drop; lift: upper-lip raise; width: mouth width - 1;
-# press: lip thinning; wrinkle: nose creases; cheek: raised cheeks; forehead: horizontal lines;
-# furrow: vertical lines between the brows; tilt: outer eye corner dy; asym: one-sided lip raise;
-# grin: chance the mouth opens at all; teeth: chance teeth show in an open mouth.
+# Action cues at full intensity in face units (dy < 0 is up): brow dy (brow_in/out, arch), pinch,
+# eye openness - 1, lip corner dy, jaw drop (open), lip lift, mouth width - 1, press, wrinkle,
+# cheek, forehead/furrow lines, tilt, asym; grin / teeth: chance the mouth opens / teeth show.
 _CUES: dict[str, dict[str, float]] = {
     "angry": dict(brow_in=0.075, brow_out=-0.02, pinch=0.03, eye=-0.45, corner=0.015,
                   press=1.0, width=-0.15, furrow=1.0),
@@ -45,18 +27,15 @@ _CUES: dict[str, dict[str, float]] = {
                     lift=0.04, asym=1.0, wrinkle=1.0, teeth=0.6),
     "fear": dict(brow_in=-0.075, brow_out=-0.025, pinch=0.025, eye=0.75, corner=0.02,
                  open=0.04, width=0.3, forehead=0.7, teeth=0.4),
-    "happy": dict(eye=-0.4, corner=-0.11, width=0.2, cheek=1.0, open=0.05, grin=0.6,
-                  teeth=1.0),
+    "happy": dict(eye=-0.4, corner=-0.11, width=0.2, cheek=1.0, open=0.05, grin=0.6, teeth=1.0),
     "neutral": {},
-    "sad": dict(brow_in=-0.07, brow_out=0.035, eye=-0.3, tilt=0.015, corner=0.075,
-                width=-0.1),
+    "sad": dict(brow_in=-0.07, brow_out=0.035, eye=-0.3, tilt=0.015, corner=0.075, width=-0.1),
     "surprise": dict(brow_in=-0.085, brow_out=-0.075, arch=0.035, eye=0.8, open=0.14,
                      width=-0.35, forehead=1.0, teeth=0.3),
 }
 # Per-image jitter (std) of each continuous cue, independent of intensity.
-_JITTER: dict[str, float] = dict(brow_in=0.01, brow_out=0.008, arch=0.006, pinch=0.005,
-                                 eye=0.12, corner=0.01, open=0.006, lift=0.004, width=0.06,
-                                 tilt=0.004)
+_JITTER = dict(brow_in=0.01, brow_out=0.008, arch=0.006, pinch=0.005, eye=0.12, corner=0.01,
+               open=0.006, lift=0.004, width=0.06, tilt=0.004)
 _CUE_KEYS = ("brow_in", "brow_out", "arch", "pinch", "eye", "corner", "open", "lift", "width",
              "press", "wrinkle", "cheek", "forehead", "furrow", "tilt", "asym")
 _JITTER_STD = np.array([_JITTER.get(k, 0.0) for k in _CUE_KEYS])
@@ -107,13 +86,12 @@ class _Painter:
         self.ys: list[np.ndarray] = []
 
     def line(self, x: np.ndarray, y: np.ndarray, tone: float, width: float) -> None:
-        """A polyline ``width`` face units thick."""
+        """A polyline ``width`` face units thick (0: a filled polygon)."""
         self.ops.append((len(x), tone, width))
         self.xs.append(x)
         self.ys.append(y)
 
     def poly(self, x: np.ndarray, y: np.ndarray, tone: float) -> None:
-        """A filled polygon."""
         self.line(x, y, tone, 0.0)
 
     def band(self, x: np.ndarray, y0: np.ndarray, y1: np.ndarray, tone: float) -> None:
@@ -129,18 +107,15 @@ class _Painter:
         px = size * _SS
         c, s = np.cos(angle) * scale * px, np.sin(angle) * scale * px
         x, y = np.concatenate(self.xs), np.concatenate(self.ys)
-        flat = np.empty(2 * len(x))
-        flat[0::2] = x * c - y * s + (shift[0] + 0.5) * px
-        flat[1::2] = x * s + y * c + (shift[1] + 0.5) * px
-        pts = flat.tolist()
+        pts = np.column_stack([x * c - y * s + (shift[0] + 0.5) * px,
+                               x * s + y * c + (shift[1] + 0.5) * px]).ravel().tolist()
         img = Image.new("L", (px, px), _tone(bg))
         draw = ImageDraw.Draw(img)
         start = 0
         for n, tone, width in self.ops:
             xy, start = pts[start:start + 2 * n], start + 2 * n
             if width > 0:
-                w = max(1, round(width * scale * px))
-                draw.line(xy, fill=_tone(tone), width=w)
+                draw.line(xy, fill=_tone(tone), width=max(1, round(width * scale * px)))
             else:
                 draw.polygon(xy, fill=_tone(tone))
         return img
@@ -202,10 +177,8 @@ def _draw_hair_top(p: _Painter, d: dict[str, float]) -> None:
     a = d["a"] * 1.03
     xs = _HAIR_X * a
     arc = d["cy"] - d["b"] * 1.02 * np.sqrt(1.0 - _HAIR_X**2)
-    if d["fringe"]:
-        edge = d["fringe"] + d["jag"] * np.abs(np.sin(xs * 60.0)) + 0.25 * _HAIR_X**4
-    else:
-        edge = d["hairline"] + 0.2 * _HAIR_X**2
+    edge = (d["fringe"] + d["jag"] * np.abs(np.sin(xs * 60.0)) + 0.25 * _HAIR_X**4
+            if d["fringe"] else d["hairline"] + 0.2 * _HAIR_X**2)
     p.band(xs, arc, np.clip(edge, arc, d["cy"] - 0.02), d["hair"])
 
 
@@ -275,19 +248,9 @@ def _draw_nose_mouth(p: _Painter, d: dict[str, float], c: dict[str, float]) -> N
         p.line(x, base, d["lip"] - 50, 0.018)
 
 
-@lru_cache(maxsize=8)
-def _ramps(size: int) -> tuple[np.ndarray, np.ndarray]:
-    g = np.linspace(-1.0, 1.0, size, dtype=np.float32)
-    return g[None, :], g[:, None]
-
-
 def render_face(rng: np.random.Generator, identity: dict[str, float], expression: str,
                 intensity: float, size: int, *, noise: float = 0.04) -> np.ndarray:
-    """One face, uint8 ``(size, size)``: ``identity`` (see ``_identity``) showing ``expression``.
-
-    ``rng`` drives the cue jitter, pose (shift, rotation, scale), lighting, blur and the
-    additive Gaussian noise, whose std is ``noise`` times a per-image factor in [0.25, 1.25].
-    """
+    """One size×size uint8 face of ``identity`` showing ``expression``; ``rng`` draws the rest."""
     if expression not in _CUES:
         raise ValueError(f"unknown expression {expression!r}; expected one of {CLASSES}")
     cue = _cues(rng, expression, intensity)
@@ -303,11 +266,11 @@ def render_face(rng: np.random.Generator, identity: dict[str, float], expression
         img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.7) * size / 48))
     # lighting: contrast about mid-gray, brightness, a linear gradient, then sensor noise
     contrast, ang = rng.uniform(0.75, 1.2), rng.uniform(0.0, 2.0 * np.pi)
-    rx, ry = _ramps(size)
+    ramp = np.linspace(-1.0, 1.0, size, dtype=np.float32)
     amp = 255.0 * rng.uniform(0.0, 0.15)
     offset = 255.0 * (0.5 - 0.5 * contrast + rng.uniform(-0.1, 0.1)) + 0.5
-    arr = np.asarray(img, dtype=np.float32) * contrast + (offset + amp * math.cos(ang) * rx)
-    arr += amp * math.sin(ang) * ry
+    arr = np.asarray(img, dtype=np.float32) * contrast + (offset + amp * math.cos(ang) * ramp)
+    arr += amp * math.sin(ang) * ramp[:, None]
     std = 255.0 * noise * rng.uniform(0.25, 1.25)
     arr += rng.standard_normal((size, size), dtype=np.float32) * std
     return np.clip(arr, 0.0, 255.0, out=arr).astype(np.uint8)
@@ -315,9 +278,7 @@ def render_face(rng: np.random.Generator, identity: dict[str, float], expression
 
 def generate(spec: SyntheticSpec, seed: int,
              classes: Sequence[str] = CLASSES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Returns images (N, size, size) uint8, labels (N,) int64 index into `classes`,
-    subjects (N,) int64 subject id. N = n_per_class * len(classes). Order: image i has label
-    i % len(classes)."""
+    """Images (N×size×size uint8), labels (``i % len(classes)``) and subject ids (N int64)."""
     classes = tuple(classes)
     unknown = [c for c in classes if c not in _CUES]
     if unknown:
@@ -331,10 +292,9 @@ def generate(spec: SyntheticSpec, seed: int,
     identities: dict[int, dict[str, float]] = {}
     for i in range(n):
         rng = np.random.default_rng([seed, i, _PURPOSE_IMAGE])
-        s = int(rng.integers(spec.n_subjects))
+        subjects[i] = s = int(rng.integers(spec.n_subjects))
         if s not in identities:
             identities[s] = _identity(seed, s)
-        subjects[i] = s
         intensity = rng.uniform(*spec.intensity)
         images[i] = render_face(rng, identities[s], classes[labels[i]], intensity, spec.size,
                                 noise=spec.noise)

@@ -1,10 +1,6 @@
-"""Score a model on a labelled set of faces: the one function behind ``validate`` and
-``occlufer evaluate``.
-
-Writes into ``out``: ``metrics.json`` (the headline: the numbers people compare) and
-``detail.json`` (every other metric), flat keys, see :func:`evaluate` and
-:mod:`occlufer.evaluation.headline`; per-row predictions, DVC plot data (``robustness.csv``,
-``reliability_*.csv``), PNG plots and ``report.md``.
+"""Score a model on labelled faces: the one function behind ``validate`` and ``occlufer
+evaluate``. Writes ``metrics.json``, ``detail.json``, per-row predictions, DVC plot data
+(``robustness.csv``, ``reliability_*.csv``), PNG plots and ``report.md``.
 """
 
 from __future__ import annotations
@@ -24,7 +20,7 @@ from occlufer.data.store import Store
 from occlufer.evaluation import plots
 from occlufer.evaluation.calibration import expected_calibration_error, reliability
 from occlufer.evaluation.headline import write_metrics
-from occlufer.evaluation.metrics import bootstrap_ci, classification_metrics, confusion_png
+from occlufer.evaluation.metrics import bootstrap_ci, classification_metrics
 from occlufer.evaluation.report import write_report
 from occlufer.evaluation.robustness import gap_metrics, robustness_curves, stratified_subset
 from occlufer.occlusion import OcclusionSpec
@@ -66,29 +62,13 @@ def _ci(metrics: dict[str, float], key: str, scores: np.ndarray, cfg: ValidateCf
 def evaluate(model: Any, meta: Mapping[str, Any], data: EvalSet, cfg: ValidateCfg,
              spec: OcclusionSpec, seed: int, out: Path, *, history: Path | None = None,
              config: Mapping[str, Any] | None = None, model_source: str = "") -> dict[str, float]:
-    """Score ``model`` on ``data``, write the report folder ``out``; returns the metrics (all
-    of them: ``out/metrics.json`` gets the headline, ``out/detail.json`` the rest).
-
-    Keys (``<g>`` is ``val`` for clean rows and ``val_occluded`` for occluded ones;
-    ``val_occluded/occluder/<type>`` per occluder type in the data):
-
-    - ``<g>/acc``, ``<g>/macro_f1``, ``<g>/n``, ``<g>/<class>/{precision,recall,f1,support}``
-      (scikit-learn), ``<g>/acc_ci_low``, ``<g>/acc_ci_high`` (percentile bootstrap over faces,
-      ``cfg.ci_level``), ``<g>/ece`` (expected calibration error, ``cfg.ece_bins`` bins);
-    - ``val/occlusion_drop`` = ``val/acc - val_occluded/acc``;
-    - ``robustness/<type>/auc``, ``robustness/mean_auc`` (+ ``_ci_low``/``_ci_high``),
-      ``robustness/n`` (faces used), see :mod:`occlufer.evaluation.robustness`;
-    - ``robustness/<type>/acc_at_gap``: accuracy of the same faces re-occluded at exactly
-      ``cfg.gap_ratio``, and ``robustness/<type>/gap`` = their clean accuracy minus it (an extra
-      pass when ``gap_ratio`` is not one of ``cfg.robustness_ratios``; it is left out of the
-      curves table and the areas, which stay on ``robustness_ratios`` alone);
-    - ``excluded/n`` (+ ``excluded/<class>/n``): rows whose class the model does not have.
-      They are left out of every other metric (not counted as errors).
-    """
+    """Score ``model`` on ``data``, write the report folder ``out``; returns all the metrics:
+    per group (``val``, ``val_occluded``, per occluder) metrics, intervals and ECE, then
+    ``robustness/...`` and ``excluded/...`` (rows of a class the model lacks, left out)."""
     import torch
 
     from occlufer.devices import resolve_device
-    from occlufer.training import predict_logits
+    from occlufer.models import predict_logits
 
     t0 = time.perf_counter()
     classes = list(meta["classes"])
@@ -96,12 +76,8 @@ def evaluate(model: Any, meta: Mapping[str, Any], data: EvalSet, cfg: ValidateCf
     y_all = np.array([index.get(str(lab), -1) for lab in data.labels], dtype=np.int64)
     known = y_all >= 0
     device = resolve_device(cfg.device)
-    tta = bool(meta.get("tta_flip", False))
-    shift = int(meta.get("tta_shift", 0))
-    # the curves run ~50 passes over the faces. Through oneDNN, NHWC convolutions are 1.5-2×
-    # faster on a CPU; without it (``portable: true`` switches it off) seed_cnn is 1.3× faster
-    # in NCHW (benchmarks/eval_batch.py, batch 64; compact 0.7×, but the recipes that use it
-    # run with this CPU's kernels)
+    tta, shift = bool(meta.get("tta_flip", False)), int(meta.get("tta_shift", 0))
+    # ~50 passes: NHWC is 1.5-2× faster through oneDNN (benchmarks/eval_batch.py)
     fast = torch.channels_last if torch.backends.mkldnn.enabled else torch.contiguous_format
     model = model.to(device=device, memory_format=fast)
 
@@ -111,7 +87,7 @@ def evaluate(model: Any, meta: Mapping[str, Any], data: EvalSet, cfg: ValidateCf
 
     rows = np.flatnonzero(known)
     images = np.asarray(data.images[rows]) if len(rows) < len(data.images) else data.images
-    y = y_all[rows]
+    y, ids = y_all[rows], np.asarray(data.ids, dtype=object)[rows]
     occluded, occluder = data.occluded[rows], data.occluder[rows]
     logits = logits_of(images) if len(rows) else np.zeros((0, len(classes)), np.float32)
     prob = softmax(logits.astype(np.float64), axis=1)
@@ -140,13 +116,13 @@ def evaluate(model: Any, meta: Mapping[str, Any], data: EvalSet, cfg: ValidateCf
             rel_tables[prefix].to_csv(out / f"reliability_{prefix}.csv", index=False)
             pd.DataFrame({"actual": names[y[sel]], "predicted": names[pred[sel]]}).to_csv(
                 out / f"predictions_{prefix}.csv", index=False)
-            confusion_png(y[sel], pred[sel], classes, f"{prefix} (n={int(sel.sum())})",
-                          out / f"confusion_{prefix}.png")
+            plots.confusion_png(y[sel], pred[sel], classes, f"{prefix} (n={int(sel.sum())})",
+                                out / f"confusion_{prefix}.png")
     if "val/acc" in metrics and "val_occluded/acc" in metrics:
         metrics["val/occlusion_drop"] = metrics["val/acc"] - metrics["val_occluded/acc"]
-    pd.DataFrame({"id": np.asarray(data.ids, dtype=object)[rows], "label": names[y],
-                  "predicted": names[pred], "confidence": conf, "occluded": occluded,
-                  "occluder": occluder}).to_csv(out / "predictions.csv", index=False)
+    pd.DataFrame({"id": ids, "label": names[y], "predicted": names[pred], "confidence": conf,
+                  "occluded": occluded, "occluder": occluder}).to_csv(out / "predictions.csv",
+                                                                      index=False)
 
     curves_table = None
     auc: dict[str, float] = {}
@@ -156,8 +132,7 @@ def evaluate(model: Any, meta: Mapping[str, Any], data: EvalSet, cfg: ValidateCf
         ratios = [float(r) for r in cfg.robustness_ratios]
         extra = float(cfg.gap_ratio) not in ratios
         curves = robustness_curves(lambda im: logits_of(im).argmax(axis=1), images[sub],
-                                   np.asarray(data.ids, dtype=object)[rows][sub], y[sub], spec,
-                                   seed, cfg.robustness_types,
+                                   ids[sub], y[sub], spec, seed, cfg.robustness_types,
                                    ratios + [float(cfg.gap_ratio)] if extra else ratios,
                                    clean_pred=pred[sub])
         metrics.update(gap_metrics(curves, hit[sub], cfg.gap_ratio))
@@ -173,15 +148,14 @@ def evaluate(model: Any, meta: Mapping[str, Any], data: EvalSet, cfg: ValidateCf
         _ci(metrics, "robustness/mean_auc", curves.face_scores().mean(axis=1), cfg, seed)
         plots.robustness_png(curves_table, auc, out / "robustness.png")
 
-    ece = {g: metrics[f"{g}/ece"] for g in GROUPS if f"{g}/ece" in metrics}
     if rel_tables:
-        plots.reliability_png(rel_tables, ece, out / "reliability.png")
+        plots.reliability_png(rel_tables, {g: metrics[f"{g}/ece"] for g in rel_tables},
+                              out / "reliability.png")
     wrong = np.flatnonzero(~hit)
     top = wrong[np.argsort(-conf[wrong], kind="stable")][: cfg.mistakes]
     if len(top):
-        caps = [f"{names[y[i]]}\n>{names[pred[i]]} {conf[i]:.2f}" + ("\n" + occluder[i]
-                                                                     if occluded[i] else "")
-                for i in top]
+        caps = [f"{names[y[i]]}\n>{names[pred[i]]} {conf[i]:.2f}"
+                + ("\n" + occluder[i] if occluded[i] else "") for i in top]
         plots.mistakes_png([np.asarray(images[i]) for i in top], caps, out / "mistakes.png")
     if history is not None and history.is_file():
         plots.training_png(pd.read_csv(history), out / "training.png")

@@ -1,19 +1,7 @@
-"""Headline metrics vs. detail: which of an evaluation's numbers people compare.
-
-``metrics.json`` (DVC's metrics file, MLflow's metrics) holds the headline only, in the order a
-comparison table should show it; ``detail.json`` (a DVC output, not a metric; an MLflow
-artifact) holds the rest under the same flat keys: per class, per occluder in the data, the
-robustness areas and accuracies per type, counts, intervals of the secondary figures.
-
-Per split (``val``, and ``test`` when validate scored a held-out test split) the headline is:
-clean accuracy, occluded accuracy, clean ECE, clean macro-F1, robustness mean AUC, the clean
-and occluded accuracy intervals; then each occluder's gap at ``validate.gap_ratio`` for the
-split a result is quoted on: ``test`` when there is one (the model card's split; the val gaps
-are in the detail), else ``val``. With the default ten occluders that is 19 numbers without a
-test split, 28 with one.
+"""Headline metrics vs. detail. ``metrics.json`` (DVC's and MLflow's metrics) holds the headline
+in display order: per split (val, then test) clean/occluded accuracy, ECE, macro-F1, mean AUC,
+intervals; then each occluder's gap of the last split. ``detail.json`` holds the rest.
 """
-
-from __future__ import annotations
 
 import json
 import math
@@ -39,9 +27,7 @@ def _gaps(metrics: Mapping[str, Any], rob: str) -> list[str]:
 
 
 def headline_keys(metrics: Mapping[str, Any]) -> list[str]:
-    """The headline keys present in ``metrics``, most important first: each split's core
-    figures (val, then test), then the per-occluder gaps (sorted by occluder) of the last split
-    that has them (test when scored, else val)."""
+    """The headline keys present in ``metrics``, most important first."""
     keys = [k for split in SPLITS for k in _core(*split) if k in metrics]
     gaps = [g for g in (_gaps(metrics, rob) for _, _, rob in SPLITS) if g]
     return keys + (gaps[-1] if gaps else [])
@@ -54,8 +40,7 @@ def split_metrics(metrics: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
 
 
 def write_metrics(out: Path, metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """Write ``out/metrics.json`` (headline, in display order: DVC and MLflow keep the file's
-    order) and ``out/detail.json`` (the rest); returns the headline."""
+    """Write ``out/metrics.json`` (the headline) and ``out/detail.json``; returns the headline."""
     head, detail = split_metrics(metrics)
     (out / HEADLINE_FILE).write_text(json.dumps(head, indent=2) + "\n", encoding="utf-8")
     (out / DETAIL_FILE).write_text(json.dumps(detail, indent=2, sort_keys=True) + "\n",
@@ -63,28 +48,28 @@ def write_metrics(out: Path, metrics: Mapping[str, Any]) -> dict[str, Any]:
     return head
 
 
-def _f(x: Any, digits: int = 3) -> str:
+def fmt(x: Any, digits: int = 3) -> str:
+    """``x`` with ``digits`` decimals; ``–`` for None or NaN."""
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
 def summary_markdown(metrics: Mapping[str, Any], gap_ratio: float | None = None) -> str:
     """The headline as a few Markdown lines (the MLflow run description), one per split."""
-    g = metrics.get
+    g, f = metrics.get, fmt
     lines = []
     for clean, occluded, rob in SPLITS:
         if f"{clean}/acc" not in metrics:
             continue
-        line = (f"**{clean}**: accuracy **{_f(g(f'{clean}/acc'))}** "
-                f"[{_f(g(f'{clean}/acc_ci_low'))}, {_f(g(f'{clean}/acc_ci_high'))}]")
+        line = (f"**{clean}**: accuracy **{f(g(f'{clean}/acc'))}** "
+                f"[{f(g(f'{clean}/acc_ci_low'))}, {f(g(f'{clean}/acc_ci_high'))}]")
         if f"{occluded}/acc" in metrics:
-            line += (f", occluded {_f(g(f'{occluded}/acc'))} [{_f(g(f'{occluded}/acc_ci_low'))}"
-                     f", {_f(g(f'{occluded}/acc_ci_high'))}]")
-        line += f", macro-F1 {_f(g(f'{clean}/macro_f1'))}, ECE {_f(g(f'{clean}/ece'))}"
+            line += (f", occluded {f(g(f'{occluded}/acc'))} [{f(g(f'{occluded}/acc_ci_low'))}"
+                     f", {f(g(f'{occluded}/acc_ci_high'))}]")
+        line += f", macro-F1 {f(g(f'{clean}/macro_f1'))}, ECE {f(g(f'{clean}/ece'))}"
         if f"{rob}/mean_auc" in metrics:
-            line += f", robustness mean AUC {_f(g(f'{rob}/mean_auc'))}"
+            line += f", robustness mean AUC {f(g(f'{rob}/mean_auc'))}"
         gaps = ", ".join(f"{k.split('/')[1]} {100 * metrics[k]:.1f}" for k in _gaps(metrics, rob))
         if gaps:
-            at = f" {gap_ratio:g}" if gap_ratio is not None else ""
-            line += f"; gap at{at} (points): {gaps}"
+            line += f"; gap at{f' {gap_ratio:g}' if gap_ratio is not None else ''} (points): {gaps}"
         lines.append(line + ".")
     return "\n\n".join(lines)

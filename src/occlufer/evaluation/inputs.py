@@ -1,8 +1,5 @@
-"""What ``occlufer evaluate`` scores: a model (folder, file, zoo entry or MLflow URI) and
-labelled faces (an image folder or a stage's image store), read with the pipeline's own
-rules."""
-
-from __future__ import annotations
+"""What ``occlufer evaluate`` scores: any model ``--model`` takes and labelled faces (an image
+folder or a stage's image store), read with the pipeline's own rules."""
 
 from pathlib import Path
 from typing import Any
@@ -18,9 +15,7 @@ from occlufer.inference.predictor import ModelChoice, resolve_model
 def load_any_model(ref: str | ModelChoice | None, tmp: Path | None = None,
                    ) -> tuple[Any, dict[str, Any], str]:
     """(model in eval mode, metadata, where it came from) for anything ``--model`` takes
-    (:func:`occlufer.inference.predictor.resolve_model`: a ``models/`` folder, a ``model.pt``
-    file, ``zoo:<name>``, an MLflow URI whose artifacts hold a ``model.pt``; ``None``: the
-    trained ``models/`` or else the zoo's default model)."""
+    (:func:`occlufer.inference.predictor.resolve_model`)."""
     from occlufer.models import load_model
 
     choice = ref if isinstance(ref, ModelChoice) else resolve_model(ref)
@@ -28,26 +23,13 @@ def load_any_model(ref: str | ModelChoice | None, tmp: Path | None = None,
     return model, meta, choice.ref
 
 
-def _image_folder_cfg(path: Path, image_size: int):  # noqa: ANN202 - AcquireCfg
-    from occlufer.config import AcquireCfg
-    from occlufer.labels import LABELS
-
-    return AcquireCfg(source="image_folder", path=str(path), labels_path=None,
-                      image_size=image_size, classes=list(LABELS), unknown_labels="drop",
-                      group_regex=None, min_size=1, max_reject_fraction=1.0, dedupe=False,
-                      workers=0, faces=None, face_margin=None, face_min_size=None,
-                      detector=None, n_per_class=None, n_subjects=None, intensity=None, noise=None)
-
-
 def load_faces(ref: str, image_size: int, tmp: Path) -> tuple[EvalSet, list[tuple[str, str]]]:
-    """Labelled faces from a store folder (``images.npy`` + ``manifest.parquet``) or an image
-    folder (``root/<class>/...`` or ``root/<split>/<class>/...``, decoded by acquire's reader).
-
-    Images are brought to ``image_size`` (the model's). Returns the set and the inputs that
-    could not be used (path, reason), e.g. unreadable files or unknown class folders.
-    """
+    """(faces at ``image_size``, unused inputs as (path, reason)) from a store folder or an image
+    folder (``root/[<split>/]<class>/...``, decoded by acquire's reader)."""
+    from occlufer.config import AcquireCfg
     from occlufer.data.images import resize
     from occlufer.data.readers import read_image_folder
+    from occlufer.labels import LABELS
 
     path = Path(ref)
     if not path.is_dir():
@@ -56,7 +38,13 @@ def load_faces(ref: str, image_size: int, tmp: Path) -> tuple[EvalSet, list[tupl
     if (path / "images.npy").is_file() and (path / "manifest.parquet").is_file():
         store, rejects = read_store(path), []
     else:
-        acquired = read_image_folder(_image_folder_cfg(path, image_size), tmp / "faces")
+        unused = ("labels_path", "group_regex", "faces", "face_margin", "face_min_size",
+                  "detector", "n_per_class", "n_subjects", "intensity", "noise")
+        cfg = AcquireCfg(source="image_folder", path=str(path), image_size=image_size,
+                         classes=list(LABELS), unknown_labels="drop", min_size=1,
+                         max_reject_fraction=1.0, dedupe=False, workers=0,
+                         **dict.fromkeys(unused))
+        acquired = read_image_folder(cfg, tmp / "faces")
         if acquired.manifest.empty:
             raise OccluferError(f"--data {ref}: no labelled images found (layout "
                                 "root/<class>/<image>, class folders named after the labels)")

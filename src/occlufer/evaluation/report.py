@@ -1,8 +1,5 @@
 """``report.md``: the page to share — headline table with intervals, plots, configuration."""
 
-from __future__ import annotations
-
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -10,9 +7,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-
-def _f(x: float | None, digits: int = 3) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+from occlufer.evaluation.headline import fmt as _f
 
 
 def _row(metrics: Mapping[str, float], prefix: str, label: str) -> str:
@@ -34,14 +29,11 @@ def write_report(out: Path, metrics: Mapping[str, float], *, classes: Sequence[s
              "calibration error (0 = confidence matches accuracy).", "",
              "| faces | n | accuracy | interval | macro-F1 | ECE |",
              "| --- | ---: | ---: | --- | ---: | ---: |"]
-    if "val/n" in metrics:
-        lines.append(_row(metrics, "val", "clean"))
-    if "val_occluded/n" in metrics:
-        lines.append(_row(metrics, "val_occluded", "occluded (all)"))
-    occluders = sorted({k.split("/")[2] for k in metrics
-                        if k.startswith("val_occluded/occluder/") and k.endswith("/acc")})
-    for kind in occluders:
-        lines.append(_row(metrics, f"val_occluded/occluder/{kind}", f"occluded: {kind}"))
+    lines += [_row(metrics, prefix, label) for prefix, label in
+              (("val", "clean"), ("val_occluded", "occluded (all)")) if f"{prefix}/n" in metrics]
+    lines += [_row(metrics, f"val_occluded/occluder/{kind}", f"occluded: {kind}") for kind in
+              sorted({k.split("/")[2] for k in metrics
+                      if k.startswith("val_occluded/occluder/") and k.endswith("/acc")})]
     if "val/occlusion_drop" in metrics:
         lines += ["", f"Occlusion drop (clean − occluded accuracy): "
                       f"**{_f(metrics['val/occlusion_drop'])}**."]
@@ -79,11 +71,10 @@ def write_report(out: Path, metrics: Mapping[str, float], *, classes: Sequence[s
               if (out / f"confusion_{g}.png").is_file()]
     lines += ["", "## Per class", "", "| class | clean precision | clean recall | clean F1 | "
               "occluded F1 | support (clean) |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    for c in classes:
-        g = metrics.get
-        lines.append(f"| {c} | {_f(g(f'val/{c}/precision'))} | {_f(g(f'val/{c}/recall'))} | "
-                     f"{_f(g(f'val/{c}/f1'))} | {_f(g(f'val_occluded/{c}/f1'))} | "
-                     f"{int(g(f'val/{c}/support', 0))} |")
+    g = metrics.get
+    lines += [f"| {c} | {_f(g(f'val/{c}/precision'))} | {_f(g(f'val/{c}/recall'))} | "
+              f"{_f(g(f'val/{c}/f1'))} | {_f(g(f'val_occluded/{c}/f1'))} | "
+              f"{int(g(f'val/{c}/support', 0))} |" for c in classes]
     if (out / "mistakes.png").is_file():
         lines += ["", "## Most confident mistakes", "",
                   "Caption: true class, `>` predicted class and its probability, occluder.", "",
@@ -96,6 +87,5 @@ def write_report(out: Path, metrics: Mapping[str, float], *, classes: Sequence[s
               "robustness per type, counts) under the same flat keys."]
     lines += ["", "## Configuration", "", "```yaml",
               yaml.safe_dump(dict(config), sort_keys=False).rstrip(), "```", ""]
-    path = out / "report.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
+    (out / "report.md").write_text("\n".join(lines), encoding="utf-8")
+    return out / "report.md"

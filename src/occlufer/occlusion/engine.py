@@ -1,23 +1,17 @@
-"""Draw and apply occlusions for many images: per-image generators, batched by type.
+"""Draw and apply occlusions: each image's decisions come only from its own generator, in a
+fixed order, so results are byte-identical whatever the batch size, workers or order; images
+of one type are rendered together (vectorised numpy)."""
 
-Each image's decisions (type, ratio, shape, colours, noise) come only from its own generator,
-drawn in a fixed order, so results are byte-identical whatever the batch size, worker count or
-processing order. Images of one type are then rendered together (vectorised numpy).
-"""
-
-from __future__ import annotations
-
-import dataclasses
 import multiprocessing as mp
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from occlufer.errors import ignore_interrupt
 from occlufer.occlusion import shapes
-from occlufer.occlusion.occluder import FILLS, Canvas, Occluder
+from occlufer.occlusion.occluder import FILLS, Canvas
 from occlufer.occlusion.registry import DRAWN_STYLES, OCCLUDERS, TYPES
 from occlufer.occlusion.shapes import Landmarks
 from occlufer.rng import item_rng
@@ -28,9 +22,7 @@ _PARALLEL_MIN = 8000  # below this many images one process is faster than starti
 
 @dataclass(frozen=True)
 class OcclusionSpec:
-    """What to draw: types and weights, ratio range, fills, block aspect, landmarks, and the
-    styles each occluder may draw (``styles``: ``(type, styles)`` pairs; a type not named draws
-    from all of its styles)."""
+    """What to draw; ``styles``: ``(type, styles)`` pairs restricting a type's styles."""
 
     types: tuple[str, ...] = ("block",)
     weights: tuple[float, ...] = (1.0,)
@@ -51,12 +43,8 @@ class OcclusionSpec:
                 raise ValueError(f"bad styles {list(styles)} for {kind!r}; drawn styles: "
                                  f"{DRAWN_STYLES}")
 
-    def allowed(self, kind: str) -> tuple[str, ...] | None:
-        """The styles ``kind`` may draw (None: all of them)."""
-        return dict(self.styles).get(kind)
-
     @classmethod
-    def from_cfg(cls, cfg) -> OcclusionSpec:  # noqa: ANN001 - occlufer.config.OcclusionCfg
+    def from_cfg(cls, cfg) -> "OcclusionSpec":  # noqa: ANN001 - occlufer.config.OcclusionCfg
         """From the ``occlusion`` section of ``params.yaml`` (types with weight 0 dropped)."""
         types = [t for t in TYPES if cfg.types.get(t, 0.0) > 0]
         ratio = cfg.ratio if isinstance(cfg.ratio, list) else [cfg.ratio, cfg.ratio]
@@ -68,10 +56,9 @@ class OcclusionSpec:
                                        tuple(lm.mouth), lm.brows, lm.face_width, lm.jitter),
                    styles=tuple((k, tuple(v)) for k, v in cfg.styles.items()))
 
-    def only(self, kind: str) -> OcclusionSpec:
-        """The same spec restricted to one type (previews, benchmarks, tests)."""
-        return OcclusionSpec((kind,), (1.0,), self.ratio, self.fills, self.aspect,
-                             self.landmarks, self.styles)
+    def only(self, kind: str) -> "OcclusionSpec":
+        """The same spec restricted to one type."""
+        return replace(self, types=(kind,), weights=(1.0,))
 
 
 @dataclass
@@ -90,25 +77,9 @@ class Occlusion:
         return self.masks.reshape(len(self.masks), -1).mean(axis=1)
 
 
-@dataclass
-class _Draws:
-    """Per-image decisions for a batch: type, target ratio, fill and the shape uniforms."""
-
-    kinds: np.ndarray  # N object (str)
-    ratios: np.ndarray  # N float64
-    fills: list[str]
-    u: np.ndarray  # N×K float64
-
-    def take(self, rows: np.ndarray) -> _Draws:
-        return _Draws(self.kinds[rows], self.ratios[rows], [self.fills[i] for i in rows],
-                      self.u[rows])
-
-
-def _draws(rngs: Sequence[np.random.Generator], spec: OcclusionSpec) -> _Draws:
-    """Type, ratio, fill and the shape uniforms: one call to each image's generator.
-
-    Each image's row comes from its own generator alone; the choices are then vectorised.
-    """
+def _draws(rngs: Sequence[np.random.Generator], spec: OcclusionSpec,
+           ) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
+    """Types, ratios, fills and the shape uniforms: one call to each image's generator."""
     k = 3 + shapes.N_UNIFORMS
     head = np.stack([rng.random(k) for rng in rngs]) if len(rngs) else np.zeros((0, k))
     w = np.asarray(spec.weights, dtype=np.float64)
@@ -117,24 +88,8 @@ def _draws(rngs: Sequence[np.random.Generator], spec: OcclusionSpec) -> _Draws:
     lo, hi = spec.ratio
     ratios = np.full(len(head), lo, dtype=np.float64) if hi <= lo else lo + (hi - lo) * head[:, 1]
     fill = np.minimum((head[:, 2] * len(spec.fills)).astype(np.int64), len(spec.fills) - 1)
-    return _Draws(np.asarray(spec.types, dtype=object)[pick], ratios,
-                  [spec.fills[i] for i in fill], head[:, 3:])
-
-
-def _render(occluder: Occluder, c: Canvas, landmarks: Landmarks, given: np.ndarray | None,
-            ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(images, masks, styles) of one chunk: level field, exact masks, then the painter."""
-    styles = occluder.style_names(c)
-    if occluder.level_field is None:  # it paints and masks by itself (the dropouts)
-        out, masks = occluder.paint(c)
-        return out, masks, styles
-    x, y = shapes.grid(*c.size)
-    c = dataclasses.replace(c, pts=shapes.landmarks(landmarks, c.u, given), x=x, y=y)
-    field = occluder.level_field(c)
-    masks, thr = shapes.threshold(field.f, c.ratios)
-    paint = occluder.paint(dataclasses.replace(c, field=field, thr=thr))
-    paint = np.clip(np.rint(paint), 0, 255).astype(np.uint8)
-    return np.where(masks, paint, c.images), masks, styles
+    return (np.asarray(spec.types, dtype=object)[pick], ratios, [spec.fills[i] for i in fill],
+            head[:, 3:])
 
 
 def occlude_batch(images: np.ndarray, rngs: Sequence[np.random.Generator], spec: OcclusionSpec,
@@ -143,45 +98,42 @@ def occlude_batch(images: np.ndarray, rngs: Sequence[np.random.Generator], spec:
                   ) -> Occlusion:
     """Occlude N×H×W uint8 ``images``, image ``i`` drawing only from ``rngs[i]``.
 
-    ``pool`` holds the faces that texture fills cut patches from (default: ``images``);
-    ``pool_order`` lists pool positions in a canonical order (e.g. sorted by id; default: as
-    stored) and ``pool_index[i]`` is image ``i``'s rank in it, so it never textures itself.
-    ``points`` (N×4×2: :data:`~occlufer.occlusion.shapes.POINTS`, ``[x, y]`` as fractions of
-    the side, NaN = not given): each image's own landmarks (a photo's detected keypoints) for
-    the region occluders, in place of ``spec.landmarks``; an image without any is occluded
-    exactly as without ``points``.
-    """
+    ``pool``: the faces texture fills cut from (default: ``images``), image ``i`` at rank
+    ``pool_index[i]`` of ``pool_order``; ``points``: N×4×2 landmarks (:func:`.shapes.landmarks`)."""
     images = np.asarray(images)
     n = len(images)
     points = _checked_points(points, n)
     if pool is None:
         pool, pool_index = images, np.arange(n)
     own = np.full(n, -1) if pool_index is None else np.asarray(pool_index)
-    draws = _draws(rngs, spec)
-    out = np.empty_like(images)
-    masks = np.zeros(images.shape, dtype=bool)
-    styles = [""] * n
-    kinds = draws.kinds
+    kinds, ratios, fills, u = _draws(rngs, spec)
+    out, masks = np.empty_like(images), np.zeros(images.shape, dtype=bool)
+    styles = np.full(n, "", dtype=object)
     chunk = max(4, _CHUNK_PIXELS // max(1, images.shape[1] * images.shape[2]))
+    x, y = shapes.grid(*images.shape[1:])
     for kind in dict.fromkeys(kinds):
         occluder = OCCLUDERS[kind]
         rows = np.flatnonzero(kinds == kind)
-        style = occluder.style_index(draws.u[rows], spec.allowed(kind))
+        style = occluder.style_index(u[rows], dict(spec.styles).get(kind))
         if style is not None:  # one style per chunk (stable: the order is kept)
             order = np.argsort(style, kind="stable")
             rows, style = rows[order], style[order]
         for start in range(0, len(rows), chunk):
             part = rows[start:start + chunk]
-            d = draws.take(part)
-            canvas = Canvas(images[part], d.u, d.ratios, d.fills, [rngs[i] for i in part],
-                            None if style is None else style[start:start + chunk], spec.aspect,
-                            pool, own[part], pool_order)
-            o, m, s = _render(occluder, canvas, spec.landmarks,
-                              None if points is None else points[part])
-            out[part], masks[part] = o, m
-            for i, name in zip(part, s, strict=True):
-                styles[i] = name
-    return Occlusion(out, masks, kinds.tolist(), styles, draws.ratios.astype(np.float64))
+            given = None if points is None else points[part]
+            its = None if style is None else style[start:start + chunk]
+            c = Canvas(images[part], u[part], ratios[part], [fills[i] for i in part],
+                       [rngs[i] for i in part], its, spec.aspect, pool, own[part], pool_order,
+                       shapes.landmarks(spec.landmarks, u[part], given), x, y)
+            styles[part] = occluder.style_names(c)
+            if occluder.level_field is None:  # it paints and masks by itself (the dropouts)
+                out[part], masks[part] = occluder.paint(c)
+                continue
+            f, extra = occluder.level_field(c)  # then the exact masks, then the painter
+            masks[part], thr = shapes.threshold(f, c.ratios)
+            paint = np.rint(occluder.paint(replace(c, f=f, extra=extra, thr=thr)))
+            out[part] = np.where(masks[part], np.clip(paint, 0, 255).astype(np.uint8), c.images)
+    return Occlusion(out, masks, kinds.tolist(), styles.tolist(), ratios.astype(np.float64))
 
 
 def _checked_points(points: np.ndarray | None, n: int) -> np.ndarray | None:
@@ -200,8 +152,7 @@ _STATE: dict = {}
 
 def _work(bounds: tuple[int, int]) -> tuple[list[str], list[str], np.ndarray]:
     """Occlude rows ``lo:hi`` into the shared output arrays; returns the per-row records."""
-    st = _STATE
-    lo, hi = bounds
+    (lo, hi), st = bounds, _STATE
     rngs = [item_rng(st["seed"], i, st["purpose"]) for i in st["ids"][lo:hi]]
     occ = occlude_batch(np.asarray(st["images"][lo:hi]), rngs, st["spec"], pool=st["images"],
                         pool_index=st["rank"][lo:hi], pool_order=st["order"],
@@ -212,17 +163,15 @@ def _work(bounds: tuple[int, int]) -> tuple[list[str], list[str], np.ndarray]:
 
 def _shared(shape: tuple[int, ...], dtype: type) -> np.ndarray:
     """An array in anonymous shared memory (forked workers write into it, no pickling)."""
-    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    buf = mp.RawArray("b", max(1, size))
-    return np.frombuffer(buf, dtype=dtype, count=int(np.prod(shape))).reshape(shape)
+    n = int(np.prod(shape))
+    buf = mp.RawArray("b", max(1, n * np.dtype(dtype).itemsize))
+    return np.frombuffer(buf, dtype=dtype, count=n).reshape(shape)
 
 
 def resolve_workers(workers: int, n: int) -> int:
     """0 = automatic: one per available core (at most 2) on large inputs, else 1."""
-    if workers:
-        return workers
-    if n < _PARALLEL_MIN:
-        return 1
+    if workers or n < _PARALLEL_MIN:
+        return workers or 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, min(2, cores or 1))
 
@@ -230,20 +179,14 @@ def resolve_workers(workers: int, n: int) -> int:
 def occlude_images(images: np.ndarray, ids: Sequence[str], seed: int, spec: OcclusionSpec,
                    purpose: str = "occlude", workers: int = 1, chunk: int = 2048,
                    points: np.ndarray | None = None) -> Occlusion:
-    """Occlude a whole store: image ``i`` uses ``item_rng(seed, ids[i], purpose)``.
-
-    Each image's result is the same for any ``workers``, ``chunk`` or order of the store
-    (texture patches come from the whole of ``images``, chosen by id rank). Workers are forked
-    processes, each handling contiguous chunks and writing into shared output arrays.
-    ``points``: each image's own landmarks, N×4×2 (see :func:`occlude_batch`).
-    """
+    """Occlude a whole store, image ``i`` with ``item_rng(seed, ids[i], purpose)``: the same for
+    any ``workers`` (forked, writing into shared arrays), ``chunk`` or order of the store."""
     n = len(images)
     points = _checked_points(points, n)
     bounds = [(lo, min(n, lo + chunk)) for lo in range(0, n, chunk)]
     ids = [str(i) for i in ids]
     order = np.argsort(np.asarray(ids, dtype=object), kind="stable") if n else np.zeros(0, int)
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n)
+    rank = np.argsort(order)  # each image's rank by id
     parallel = workers > 1 and len(bounds) > 1 and "fork" in mp.get_all_start_methods()
     make = _shared if parallel else np.empty
     _STATE.update(images=images, ids=ids, seed=seed, spec=spec, purpose=purpose, order=order,
@@ -258,22 +201,13 @@ def occlude_images(images: np.ndarray, ids: Sequence[str], seed: int, spec: Occl
         out, masks = np.array(_STATE["out"]), np.array(_STATE["masks"])
     finally:
         _STATE.clear()
-    return Occlusion(out, masks, [t for p in parts for t in p[0]],
-                     [s for p in parts for s in p[1]],
-                     np.concatenate([p[2] for p in parts]) if parts else np.zeros(0))
+    types, styles, ratios = zip(*parts, strict=True) if parts else ((), (), [np.zeros(0)])
+    return Occlusion(out, masks, sum(types, []), sum(styles, []), np.concatenate(ratios))
 
 
 class OcclusionAugment:
-    """The stage's occluders as a training-time augmentation (fresh occlusions every epoch).
-
-    ``aug(image, rng)`` occludes one H×W uint8 face; ``aug.batch(images, indices, epoch)``
-    occludes a batch, each image with probability ``p``, image ``indices[i]`` drawing from
-    ``item_rng(seed, f"{indices[i]}@{epoch}", "augment")`` so that an epoch is reproducible and
-    differs from the last. ``pool`` (e.g. the training images) supplies texture patches; by
-    default the batch itself does. ``points`` (M×4×2, see :func:`occlude_batch`): each image's
-    own landmarks, row ``indices[i]`` for image ``i`` of a batch (e.g. the training rows'
-    detected keypoints, NaN where a row has none).
-    """
+    """The stage's occluders as a training-time augmentation: ``batch`` draws fresh occlusions
+    per epoch, ``aug(image, rng)`` one; ``pool`` (default: the batch) supplies texture patches."""
 
     def __init__(self, cfg, seed: int, p: float = 1.0,  # noqa: ANN001 - OcclusionCfg or Spec
                  pool: np.ndarray | None = None, points: np.ndarray | None = None) -> None:
@@ -286,17 +220,17 @@ class OcclusionAugment:
 
     def batch(self, images: np.ndarray, indices: Sequence[int], epoch: int = 0,
               ) -> tuple[np.ndarray, np.ndarray]:
-        """(images, masks): occluded copies of the chosen rows, the others unchanged."""
+        """(images, masks): each row occluded with probability ``p``, drawing from
+        ``item_rng(seed, f"{indices[i]}@{epoch}", "augment")``, at ``points[indices[i]]``."""
         images = np.asarray(images)
         rngs = [item_rng(self.seed, f"{int(i)}@{epoch}", "augment") for i in indices]
         chosen = np.array([r.random() < self.p for r in rngs], dtype=bool)
         out, masks = images.copy(), np.zeros(images.shape, dtype=bool)
         if chosen.any():
             rows = np.flatnonzero(chosen)
-            pool, own = (self.pool, np.asarray(indices)[rows]) if self.pool is not None else (
-                images, rows)
-            given = (None if self.points is None
-                     else self.points[np.asarray(indices, dtype=np.int64)[rows]])
+            idx = np.asarray(indices, dtype=np.int64)[rows]
+            pool, own = (images, rows) if self.pool is None else (self.pool, idx)
+            given = None if self.points is None else self.points[idx]
             occ = occlude_batch(images[rows], [rngs[i] for i in rows], self.spec, pool=pool,
                                 pool_index=own, points=given)
             out[rows], masks[rows] = occ.images, occ.masks

@@ -1,10 +1,6 @@
 """A grid with examples of each occluder type (one row per type, clean faces on top).
 
-``python -m occlufer.occlusion.preview --images DIR --out grid.png`` draws it from a folder of
-face images (e.g. FER2013's ``<split>/<class>/*.jpg``) with the default ``conf/`` settings.
-"""
-
-from __future__ import annotations
+``python -m occlufer.occlusion.preview --images DIR --out grid.png``: from a folder of faces."""
 
 import argparse
 from collections.abc import Sequence
@@ -22,16 +18,13 @@ from occlufer.viz import image_grid
 def type_grid(images: np.ndarray, seed: int, spec: OcclusionSpec,
               types: Sequence[str] | None = None, scale: int = 2,
               points: np.ndarray | None = None) -> Image.Image:
-    """Row 0: the clean faces; then one row per type, each face occluded by that type
-    (``points``: the faces' own landmarks, see :func:`~.engine.occlude_batch`)."""
+    """Row 0: the clean faces; then one row per type (``points``: the faces' own landmarks)."""
     types = list(types or spec.types)
-    rows, labels = [list(images)], ["clean"]
+    rows = [list(images)]
     for kind in types:
         rngs = [item_rng(seed, f"preview-{i}", f"preview:{kind}") for i in range(len(images))]
-        occ = occlude_batch(images, rngs, spec.only(kind), points=points)
-        rows.append(list(occ.images))
-        labels.append(kind)
-    return image_grid(rows, labels, scale=scale, label_width=95)
+        rows.append(list(occlude_batch(images, rngs, spec.only(kind), points=points).images))
+    return image_grid(rows, ["clean", *types], scale=scale, label_width=95)
 
 
 def _load(folder: Path, k: int, size: int) -> np.ndarray:
@@ -56,9 +49,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. occlusion.ratio=0.3")
     args = ap.parse_args(argv)
     params = parse_params(compose(args.overrides, args.conf))
-    spec = OcclusionSpec.from_cfg(params.occlusion)
-    type_grid(_load(args.images, args.k, args.size), params.seed, spec, TYPES,
-              scale=args.scale).save(args.out)
+    type_grid(_load(args.images, args.k, args.size), params.seed,
+              OcclusionSpec.from_cfg(params.occlusion), TYPES, scale=args.scale).save(args.out)
     print(f"wrote {args.out}")
 
 

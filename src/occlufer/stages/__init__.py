@@ -1,46 +1,41 @@
 """DVC stages: each module loads ``params.yaml``, calls one library function, writes one folder.
 
 Run one with ``python -m occlufer.stages.<stage>`` from the repository root (``dvc repro`` does).
-Each reads its parameters with :func:`stage_params`, which with ``portable: true`` re-executes
-the stage once with the portable kernels (:mod:`occlufer.kernels`) before any work.
+With ``portable: true`` this package sets :data:`occlufer.kernels.PORTABLE_ENV` when it is
+imported, before the stage imports NumPy or PyTorch, which read it when they load.
 """
 
-from __future__ import annotations
-
+import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from occlufer import kernels
 
-__all__ = ["run_stage", "stage_params", "write_json"]
+__all__ = ["run_stage", "stage_params"]
 
 
 def _pin_before_imports() -> None:
-    """Under ``python -m occlufer.stages.<stage>`` with ``portable: true`` in params.yaml:
-    re-execute now, before the stage module imports PyTorch and MLflow (seconds each), rather
-    than from :func:`stage_params` after them. The file is read without validation here;
-    :func:`stage_params` validates it (and re-executes itself if this did not)."""
+    """Under ``python -m occlufer.stages.<stage>``: the kernels ``params.yaml`` asks for, read
+    without validation (:func:`stage_params` validates it, and checks the kernels again)."""
     argv = sys.orig_argv
-    module = argv[argv.index("-m") + 1] if "-m" in argv[:-1] else ""
-    if not module.startswith(f"{__name__}.") or kernels.pinned():
+    if "-m" not in argv[:-1] or not argv[argv.index("-m") + 1].startswith(f"{__name__}."):
         return
-    try:  # "params.yaml": config.PARAMS_FILE, not imported for it (pandas, pydantic: ~0.5 s)
-        portable = yaml.safe_load(Path("params.yaml").read_text(encoding="utf-8"))["portable"]
+    try:  # "params.yaml": config.PARAMS_FILE, not imported for it (pydantic: ~0.5 s)
+        with open("params.yaml", encoding="utf-8") as f:
+            portable = yaml.safe_load(f)["portable"]
     except Exception:  # noqa: BLE001 - no file, bad YAML, no key: load_params says which
         return
     if portable is True:
-        kernels.reexec()
+        os.environ.update(kernels.PORTABLE_ENV)
 
 
 _pin_before_imports()
 
-from occlufer.config import Params, load_params  # noqa: E402 - after the re-exec
+from occlufer.config import Params, load_params  # noqa: E402 - after the kernels are pinned
 from occlufer.errors import OccluferError  # noqa: E402
-from occlufer.jsonio import write_json  # noqa: E402 - re-exported: its home is occlufer.jsonio
 
 
 def stage_params() -> Params:

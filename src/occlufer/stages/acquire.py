@@ -1,11 +1,7 @@
 """S100 acquire: faces into ``data/acquired`` (image store + preview + rejects + summary).
 
-``acquire.source`` picks synthetic faces or a reader from :mod:`occlufer.data.readers`. Every
-input ends up in the manifest or in ``rejects.csv`` (path, reason); the stage prints
-``read N, kept K, rejected R`` and stops when nothing is left or too much was rejected.
-"""
-
-from __future__ import annotations
+``acquire.source``: synthetic faces or a reader of :mod:`occlufer.data.readers`. Every input
+ends up in the manifest or in ``rejects.csv``; the stage stops when too much was rejected."""
 
 import time
 from collections import Counter
@@ -34,10 +30,7 @@ def synthetic(params: Params, out: Path) -> Acquired:
         "id": [f"syn-{i:06d}" for i in range(n)],
         "label": pd.Categorical.from_codes(labels, categories=list(cfg.classes)),
         "group": [f"subject-{s:04d}" for s in subjects],
-        "source": "synthetic",
-        "source_path": "",
-        "source_split": "",
-        **no_keypoints(n),
+        "source": "synthetic", "source_path": "", "source_split": "", **no_keypoints(n),
     })
     write_store(out, Store(images, manifest))
     return Acquired(manifest, [], n)
@@ -53,19 +46,21 @@ def acquire(params: Params, out: Path = OUT) -> dict[str, int]:
     reasons = Counter(r.split(":", 1)[0] for _, r in got.rejects)
     counts = {"read": got.read, "kept": got.kept, "rejected": len(got.rejects)}
     bad = sum(v for k, v in reasons.items() if k not in EXCLUDED)
-    write_json(out / "summary.json", {
-        **counts, "faces": len(got.manifest), "rejected_by_reason": dict(sorted(reasons.items())),
-        "per_class": per_class(got.manifest), "per_split": per_split(got.manifest),
-        "notes": got.notes})  # no timing: a DVC output is the same in every execution
+    m = got.manifest
+    per_class = {str(k): int(v) for k, v in m["label"].value_counts(sort=False).items()}
+    per_split = {str(k): int(v) for k, v in m["source_split"].value_counts().sort_index().items()}
+    write_json(out / "summary.json", {  # no timing: a DVC output is the same in every execution
+        **counts, "faces": len(m), "rejected_by_reason": dict(sorted(reasons.items())),
+        "per_class": per_class, "per_split": per_split, "notes": got.notes})
     print(f"acquire: read {got.read}, kept {got.kept}, rejected {len(got.rejects)} -> {out}"
-          + (f" ({len(got.manifest)} faces)" if len(got.manifest) != got.kept else "")
+          + (f" ({len(m)} faces)" if len(m) != got.kept else "")
           + f" in {time.perf_counter() - start:.1f} s")
     if reasons:
         print("  rejected: " + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
               + f" (details in {out / 'rejects.csv'})")
-    for cls in (c for c, k in per_class(got.manifest).items() if k == 0):
+    for cls in (c for c, k in per_class.items() if k == 0):
         print(f"  warning: no images of class {cls!r}")
-    if len(got.manifest) == 0:
+    if len(m) == 0:
         raise AcquireError(f"nothing usable in {cfg.path or cfg.source}: read {got.read}, all "
                            f"rejected; see {out / 'rejects.csv'}")
     if got.read and bad / got.read > cfg.max_reject_fraction:
@@ -73,23 +68,12 @@ def acquire(params: Params, out: Path = OUT) -> dict[str, int]:
                            f"acquire.max_reject_fraction {cfg.max_reject_fraction}; see "
                            f"{out / 'rejects.csv'}, fix the data or raise the fraction")
     store = read_store(out)
-    codes = store.manifest["label"].cat.codes.to_numpy()
-    preview_grid(store.images, codes, list(cfg.classes)).save(out / "preview.png")
+    preview_grid(store.images, store.manifest["label"].cat.codes.to_numpy(),
+                 list(cfg.classes)).save(out / "preview.png")
     return counts
 
 
-def per_class(manifest: pd.DataFrame) -> dict[str, int]:
-    """Rows per label, in class order."""
-    return {str(k): int(v) for k, v in manifest["label"].value_counts(sort=False).items()}
-
-
-def per_split(manifest: pd.DataFrame) -> dict[str, int]:
-    """Rows per source split ('' where the dataset has none)."""
-    return {str(k): int(v) for k, v in
-            manifest["source_split"].value_counts().sort_index().items()}
-
-
-def main() -> None:
+def main() -> None:  # tests/stages/test_acquire_faults.py calls it
     run_stage("acquire", lambda: acquire(stage_params()))
 
 

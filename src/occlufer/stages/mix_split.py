@@ -1,23 +1,8 @@
-"""S300 mix_split: clean and occluded copies mixed 1:1, split into ``data/split/{train,val}``.
+"""S300 mix_split: clean and occluded copies mixed 1:1, split into ``data/split/{train,val,test}``.
 
-``split.strategy``:
-
-- ``group_stratified`` (default, the patent's S300): split by ``group`` (the subject, else the
-  source image) into train / val (and an optional held-out test, ``split.test_fraction``), so a
-  face, its occluded copy and every other image of the same subject land on the same side;
-  class proportions are stratified.
-- ``keep_source``: keep the dataset's own train / val / test (manifest column ``source_split``)
-  and add each face's occluded copy to its face's split; a dataset without val gets one carved
-  from its train by group (``split.val_fraction``). ``split.source_val`` says what the dataset's
-  own val becomes: ``val`` (default) keeps it as val; ``test`` makes it (with any own test) the
-  held-out test split and carves val from the dataset's train by group, so every choice (epoch,
-  recipe) is made on data carved from train and the dataset's val is only reported.
-
-``data/split/test`` is always written (a store with zero rows when there is no test split), so
-``validate`` can depend on it; train never reads it (it is not a train dependency).
-"""
-
-from __future__ import annotations
+``split.strategy``: ``group_stratified`` (by subject, stratified by class: a face and its occluded
+copy land together) or ``keep_source`` (the dataset's ``source_split``; see :func:`_keep_source`).
+``test`` is always written (zero rows when there is none): ``validate`` depends on it."""
 
 import shutil
 from pathlib import Path
@@ -47,19 +32,14 @@ def mix(clean: Store, occluded: Store) -> Store:
                             "re-run both stages with `dvc repro --force occlude`")
     manifest = pd.concat([left, right[left.columns]], ignore_index=True)
     images = np.concatenate([np.asarray(clean.images), np.asarray(occluded.images)])
-    clean_masks = np.zeros(clean.images.shape, dtype=bool)
-    masks = np.concatenate([clean_masks, occluded.masks if occluded.masks is not None
-                            else clean_masks])
-    return Store(images, manifest, masks)
+    blank = np.zeros(clean.images.shape, dtype=bool)
+    masks = blank if occluded.masks is None else occluded.masks
+    return Store(images, manifest, np.concatenate([blank, masks]))
 
 
 def _keep_source(m: pd.DataFrame, val_fraction: float, seed: int,
                  source_val: str = "val") -> np.ndarray:
-    """The dataset's own split per row (val carved from train by group when there is none).
-
-    ``source_val="test"`` turns the dataset's own val rows into test rows first, so val is then
-    carved from its train.
-    """
+    """The source's split per row (``source_val="test"``: val -> test; no val: carved by group)."""
     if "source_split" not in m.columns or (m["source_split"].fillna("") == "").all():
         raise OccluferError("split.strategy = keep_source needs the dataset's own split in the "
                             f"`source_split` column of {CLEAN}, but it is empty (e.g. synthetic "
@@ -67,10 +47,9 @@ def _keep_source(m: pd.DataFrame, val_fraction: float, seed: int,
     split = m["source_split"].fillna("").astype(str).to_numpy().copy()
     bad = sorted(set(split) - set(SPLITS))
     if bad:
-        n_bad = int(np.isin(split, bad).sum())
-        raise OccluferError(f"split.strategy = keep_source: {n_bad} rows of {CLEAN} have "
-                            f"source_split {bad}; allowed: train, val, test (fix the reader or "
-                            "use split.strategy=group_stratified)")
+        raise OccluferError(f"split.strategy = keep_source: {int(np.isin(split, bad).sum())} "
+                            f"rows of {CLEAN} have source_split {bad}; allowed: train, val, test "
+                            "(fix the reader or use split.strategy=group_stratified)")
     own_val = split == "val"
     if source_val == "test":
         own_test = int((split == "test").sum())
@@ -108,10 +87,9 @@ def mix_split(params: Params, clean_dir: Path = CLEAN, occluded_dir: Path = OCCL
     m["split"] = split
     for name in ("train", "val"):
         if not (split == name).any():
-            raise OccluferError(f"split.val_fraction = {cfg.val_fraction} (strategy "
-                                f"{cfg.strategy}) leaves no {name} images "
-                                f"({m['group'].nunique()} groups); use more faces or another "
-                                "fraction")
+            raise OccluferError(f"split.val_fraction = {cfg.val_fraction} (strategy {cfg.strategy})"
+                                f" leaves no {name} images ({m['group'].nunique()} groups); use "
+                                "more faces or another fraction")
     for name in SPLITS:  # test too, with zero rows when there is none (a validate dependency)
         if (out / name).exists():
             shutil.rmtree(out / name)
@@ -137,9 +115,5 @@ def summary_table(m: pd.DataFrame) -> pd.DataFrame:
     return table.astype(int)
 
 
-def main() -> None:
-    run_stage("mix_split", lambda: mix_split(stage_params()))
-
-
 if __name__ == "__main__":
-    main()
+    run_stage("mix_split", lambda: mix_split(stage_params()))

@@ -1,15 +1,8 @@
 """S200 occlude: one randomly occluded copy of every face into ``data/occluded``.
 
-Each copy's generator is derived from ``(seed, image id, "occlude")``; the store keeps the
-occluded images, their exact masks and, per row, the occluder type, its style (fill, or
-e.g. surgical/scarf), the target and the realised fraction. ``preview.png`` shows each type of
-the configured mixture on the first faces. The region occluders (sunglasses, mask, hand, hair)
-sit on the canonical landmarks (``occlusion.landmarks``), or with ``occlusion.keypoints`` on a
-face's own eyes, nose and mouth where acquire recorded its detected keypoints (photos with
-BlazeFace).
-"""
-
-from __future__ import annotations
+Each copy draws from ``(seed, image id, "occlude")``; the store keeps images, exact masks, the
+occluder, style, target and realised fraction per row. ``occlusion.keypoints``: region occluders
+sit on a face's detected keypoints, if it has any."""
 
 from pathlib import Path
 
@@ -36,15 +29,11 @@ def occlude(params: Params, src: Path = SRC, dst: Path = OUT) -> dict:
     n = len(clean)
     workers = resolve_workers(cfg.workers, n)
     points = manifest_keypoints(clean.manifest, POINTS) if cfg.keypoints else None
-    occ = occlude_images(clean.images, list(clean.manifest["id"]), params.seed, spec,
-                         workers=workers, points=points)
-    manifest = clean.manifest.copy()
-    manifest["src_id"] = manifest["id"]
-    manifest["id"] = manifest["id"] + "+occ"
-    manifest["occluder"] = occ.types
-    manifest["fill"] = occ.styles
-    manifest["target_ratio"] = occ.target_ratios
-    manifest["occluded_fraction"] = occ.fractions
+    ids = clean.manifest["id"]
+    occ = occlude_images(clean.images, list(ids), params.seed, spec, workers=workers, points=points)
+    manifest = clean.manifest.assign(src_id=ids, id=ids + "+occ", occluder=occ.types,
+                                     fill=occ.styles, target_ratio=occ.target_ratios,
+                                     occluded_fraction=occ.fractions)
     write_store(dst, Store(occ.images, manifest, occ.masks))
     type_grid(np.asarray(clean.images[:min(8, n)]), params.seed, spec,
               points=None if points is None else points[:8]).save(dst / "preview.png")
@@ -65,9 +54,5 @@ def occlude(params: Params, src: Path = SRC, dst: Path = OUT) -> dict:
     return summary
 
 
-def main() -> None:
-    run_stage("occlude", lambda: occlude(stage_params()))
-
-
 if __name__ == "__main__":
-    main()
+    run_stage("occlude", lambda: occlude(stage_params()))

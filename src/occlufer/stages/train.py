@@ -1,18 +1,8 @@
 """S400 train: fit ``model.name`` on ``data/split/train``, track it in MLflow, write ``models/``.
 
-Outputs (:mod:`occlufer.training.job`): ``model.pt`` (the best epoch by ``train.monitor``) and
-``history.csv``, byte-identical between executions on one machine; timings, host and hardware
-go to MLflow and the console only. The run is tagged with the SHA-256 of ``model.pt``, by which
-validate finds it. After every epoch the training state goes to ``checkpoints/train.pt``
-(:mod:`occlufer.training.checkpoints`): a killed stage resumes in the same MLflow run and ends
-as an uninterrupted one would. ``train.init_from`` starts from another model's trunk
-(:mod:`occlufer.training.init`); ``train.teacher`` distils from another model's predictions
-on the clean faces (:mod:`occlufer.training.distill`). With ``train.devices`` ×
-``train.nodes`` > 1 the stage re-launches itself under torchrun (DDP): every process trains,
-rank 0 alone logs and writes.
-"""
-
-from __future__ import annotations
+``model.pt`` and ``history.csv`` are byte-identical between executions; the MLflow run is tagged
+with the model's SHA-256. A killed stage resumes from ``checkpoints/train.pt``. Options:
+``train.init_from``, ``train.teacher`` (distillation), DDP (under torchrun; rank 0 writes)."""
 
 import contextlib
 from pathlib import Path
@@ -22,13 +12,13 @@ import torch
 from occlufer import tracking
 from occlufer.config import Params
 from occlufer.data.store import read_store
-from occlufer.inference.predictor import resolve_model_file
 from occlufer.inference.pyfunc import log_pyfunc_model
+from occlufer.model_files import resolve_model_file
 from occlufer.stages import run_stage, stage_params
 from occlufer.training import EpochStats, TrainState, distill, fit, resolve_device
 from occlufer.training import distributed as dist
+from occlufer.training.augment import train_arrays, val_arrays
 from occlufer.training.checkpoints import checkpoint_path, fingerprint, resume, save_checkpoint
-from occlufer.training.data import train_arrays, val_arrays
 from occlufer.training.job import announce, log_inputs, log_result, prepare, write_outputs
 
 SRC = Path("data/split")
@@ -85,24 +75,19 @@ def train(params: Params, src: Path = SRC, out: Path = OUT) -> list[EpochStats]:
             tracking.tag_model(model_file)  # validate finds this run by the model's bytes
             seconds = log_result(result)
             if cfg.log_model:  # the pyfunc model: preprocessing + classes, servable by MLflow
-                log_pyfunc_model(model_file, cfg.registered_model_name,
-                                 cfg.registered_model_alias)
+                log_pyfunc_model(model_file, cfg.registered_model_name, cfg.registered_model_alias)
             ckpt.unlink(missing_ok=True)
-            print(f"train: done in {seconds:.1f} s, best epoch {result.best_epoch} "
-                  f"({cfg.monitor} {result.best_score:.4f}), MLflow run {run.info.run_id} "
-                  f"-> {out}")
+            print(f"train: done in {seconds:.1f} s, best epoch {result.best_epoch} ({cfg.monitor} "
+                  f"{result.best_score:.4f}), MLflow run {run.info.run_id} -> {out}")
     if ddp:
         dist.teardown()
     return result.history
 
 
 def main() -> None:
-    def work() -> None:
-        params = stage_params()
-        dist.run(params.train, lambda: train(params))  # here, or under torchrun (DDP)
-
-    run_stage("train", work)
+    params = stage_params()
+    dist.run(params.train, lambda: train(params))  # here, or under torchrun (DDP)
 
 
 if __name__ == "__main__":
-    main()
+    run_stage("train", main)

@@ -1,26 +1,21 @@
-"""Training batches: fresh occlusions (numpy, per image) and geometry/photometry (torch, per batch).
-
-Every random draw is derived from ``(seed, epoch, batch)`` or ``(seed, image, epoch)``, so an
-epoch is reproducible whatever the number of DataLoader workers, and a run resumed from a
-checkpoint sees exactly the batches an uninterrupted one would have seen.
-
-Why not albumentations for flips and affines: its transforms are per-image Python calls. Here
-the whole batch is warped with one ``affine_grid`` / ``grid_sample`` on the training device — on
-a GPU that keeps the data path off the CPU, on a CPU it costs a few percent of a step — and the
-occlusion masks are warped with the faces, which the occlusion-aware model needs.
+"""Training batches: fresh occlusions, warps, mixing, each draw seeded (the same for any workers).
+Not albumentations: its per-image calls would not warp the occlusion masks with the faces on the
+training device. Not torchvision's ``CutMix`` / timm's ``Mixup``: they refuse or ignore masks.
 """
-
-from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F  # noqa: N812
 
 from occlufer.config import AugmentCfg, OcclusionCfg
+from occlufer.data.store import Store, manifest_keypoints
 from occlufer.occlusion import OcclusionAugment
+from occlufer.occlusion.shapes import POINTS
 
 
 def batch_seed(*keys: int) -> int:
@@ -30,19 +25,19 @@ def batch_seed(*keys: int) -> int:
 
 
 @dataclass
-class TrainArrays:
-    """The training rows: images, labels, which rows are occluded copies, and their sources.
-
-    ``source[i]`` is the row of occluded row ``i``'s clean face (``-1`` for clean rows and for
-    occluded rows whose clean face is not in the set); ``masks`` are the recorded occlusion masks;
-    ``points`` each row's detected keypoints (N×4×2, NaN where it has none; None: no row has
-    any), where fresh occlusions place the region occluders; ``teacher`` the distillation
-    teacher's logits on each row's clean face (N×C; :mod:`occlufer.training.distill`).
-    """
+class ValArrays:
+    """Validation rows: images, labels and which rows are occluded copies."""
 
     images: np.ndarray
     labels: np.ndarray
     occluded: np.ndarray
+
+
+@dataclass
+class TrainArrays(ValArrays):
+    """Training rows; ``source[i]``: occluded row ``i``'s clean row (-1: none); ``points``:
+    N×4×2 keypoints for fresh region occluders; ``teacher``: N×C logits (:mod:`.distill`)."""
+
     source: np.ndarray
     masks: np.ndarray | None = None
     points: np.ndarray | None = None
@@ -59,30 +54,43 @@ def source_rows(ids: np.ndarray, src_ids: np.ndarray, occluded: np.ndarray) -> n
                                                                   strict=True)], dtype=np.int64)
 
 
+def label_codes(manifest: pd.DataFrame) -> np.ndarray:
+    """Class indices of the (categorical) label column."""
+    return manifest["label"].cat.codes.to_numpy(dtype=np.int64)
+
+
+def train_arrays(store: Store) -> TrainArrays:
+    """The train store's rows, each occluded row's clean source row, masks and keypoints."""
+    m = store.manifest
+    occluded = m["occluded"].to_numpy(dtype=bool)
+    src = m["src_id"].to_numpy() if "src_id" in m.columns else m["id"].to_numpy()
+    return TrainArrays(images=store.images, labels=label_codes(m), occluded=occluded,
+                       source=source_rows(m["id"].to_numpy(), src, occluded), masks=store.masks,
+                       points=manifest_keypoints(m, POINTS))
+
+
+def val_arrays(store: Store) -> ValArrays:
+    """Images, labels and occluded flags of the val store."""
+    m = store.manifest
+    return ValArrays(store.images, label_codes(m), m["occluded"].to_numpy(dtype=bool))
+
+
 class BatchSource(torch.utils.data.Dataset):
-    """Item ``b`` of an epoch's plan is one whole batch: (images uint8, labels, masks uint8).
+    """Item ``b`` is batch ``b`` of the plan: (images uint8, labels, masks uint8). With
+    ``fresh_occlusion`` each occluded row is re-drawn from its clean face every epoch;
+    ``occlude_clean`` occludes that fraction of clean rows too."""
 
-    With ``fresh_occlusion`` an occluded row is re-drawn from its clean face with a new occluder
-    every epoch (so the 1:1 clean/occluded mix of the split holds in every epoch, with a new
-    sample of occlusions each time); ``occlude_clean`` occludes that fraction of clean rows too.
-    """
-
-    #: batches whose fresh occlusions are drawn together: one call per occluder type for many
-    #: batches instead of one per batch (the outputs are the same: every draw is per image)
-    group = 16
+    group = 16  #: batches whose fresh occlusions are drawn in one call (same draws: per image)
 
     def __init__(self, data: TrainArrays, plan: list[np.ndarray], epoch: int, seed: int,
                  aug: AugmentCfg, occlusion: OcclusionCfg | None) -> None:
         self.data, self.plan, self.epoch, self.seed, self.aug = data, plan, epoch, seed, aug
         self._ahead: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        self.fresh = self.extra = None
         points = data.points if getattr(occlusion, "keypoints", False) else None
-        if occlusion is not None and aug.fresh_occlusion:
-            self.fresh = OcclusionAugment(occlusion, seed, p=1.0, pool=data.images,
-                                          points=points)
-        if occlusion is not None and aug.occlude_clean > 0:
-            self.extra = OcclusionAugment(occlusion, seed + 1, p=aug.occlude_clean,
-                                          pool=data.images, points=points)
+        make = partial(OcclusionAugment, occlusion, pool=data.images, points=points)
+        on = occlusion is not None
+        self.fresh = make(seed, p=1.0) if on and aug.fresh_occlusion else None
+        self.extra = make(seed + 1, p=aug.occlude_clean) if on and aug.occlude_clean > 0 else None
 
     def __len__(self) -> int:
         return len(self.plan)
@@ -106,11 +114,7 @@ class BatchSource(torch.utils.data.Dataset):
                 torch.from_numpy(masks.view(np.uint8)))
 
     def _fresh(self, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Batch ``b``'s occluded rows re-drawn from their clean faces: (rows, images, masks).
-
-        Draws them for the next :attr:`group` batches this process will be asked for (a
-        DataLoader worker serves every ``num_workers``-th batch) in one call, and keeps the rest.
-        """
+        """Batch ``b``'s occluded rows re-drawn (with the next :attr:`group` this worker serves)."""
         if b not in self._ahead:
             info = torch.utils.data.get_worker_info()
             step = info.num_workers if info is not None else 1
@@ -121,17 +125,15 @@ class BatchSource(torch.utils.data.Dataset):
             # keyed by the clean row: it has exactly one occluded copy in the split
             src = np.concatenate([p[2] for p in parts])
             new, new_masks = self.fresh.batch(d.images[src], src, self.epoch)
-            start = 0
-            for c, rows, _ in parts:
-                end = start + len(rows)
-                self._ahead[c] = (rows, new[start:end], new_masks[start:end])
-                start = end
+            cuts = np.cumsum([len(p[1]) for p in parts])[:-1]
+            for (c, rows, _), im, mk in zip(parts, np.split(new, cuts), np.split(new_masks, cuts),
+                                            strict=True):
+                self._ahead[c] = (rows, im, mk)
         return self._ahead.pop(b)
 
 
 def _deal(batches: list[np.ndarray], rank: int, world: int) -> list[np.ndarray]:
-    """Batch ``b`` goes to rank ``b % world``; every rank gets the same number of batches (the
-    last few are dropped when they do not divide evenly)."""
+    """Batch ``b`` goes to rank ``b % world``, the last few dropped so all ranks get as many."""
     if world > 1:
         batches = batches[:len(batches) - len(batches) % world]
     return batches[rank::world]
@@ -154,12 +156,8 @@ def twin_rows(source: np.ndarray) -> np.ndarray:
 
 def paired_plan(source: np.ndarray, batch_size: int, seed: int, epoch: int, rank: int = 0,
                 world: int = 1) -> list[np.ndarray]:
-    """Like :func:`epoch_plan`, but a batch is ``k`` clean rows followed by their ``k`` occluded
-    twins (``k = batch_size // 2``), so the loss can compare each occluded face with its clean
-    source. Rows without a partner (a clean face without an occluded copy in the set, or an
-    occluded copy whose source is not in it) are not dropped: they fill batches of their own.
-    Every row is seen once per epoch, as in :func:`epoch_plan`.
-    """
+    """:func:`epoch_plan` of ``k = batch_size // 2`` clean rows then their occluded twins (rows
+    without a partner fill batches of their own)."""
     rng = np.random.default_rng([seed, epoch, 11])
     twin = twin_rows(source)
     clean = np.flatnonzero(twin >= 0)
@@ -183,13 +181,7 @@ def pairs_in(batch: np.ndarray, source: np.ndarray) -> int:
 
 
 def ramped(aug: AugmentCfg, epoch: int) -> AugmentCfg:
-    """``aug`` for ``epoch`` (1-based) under ``aug.warmup_epochs``: the geometric and photometric
-    strengths grow linearly from none in epoch 1 to full after the warm-up; flip and occlusions
-    are not ramped.
-
-    Strong geometric augmentation from the first step keeps a network from scratch near the
-    class prior for epochs on FER2013; a few epochs of warm-up let it find features first.
-    """
+    """``aug`` for ``epoch``: warps but flip grow from none to full over ``aug.warmup_epochs``."""
     if aug.warmup_epochs <= 0 or epoch - 1 >= aug.warmup_epochs:
         return aug
     f = (epoch - 1) / aug.warmup_epochs
@@ -201,12 +193,8 @@ def ramped(aug: AugmentCfg, epoch: int) -> AugmentCfg:
 
 def warp(x: torch.Tensor, masks: torch.Tensor, aug: AugmentCfg, seed: int, pairs: int = 0,
          ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random flip, rotation, zoom, shift, brightness and contrast for a normalised batch.
-
-    ``x``: N×1×H×W in [-1, 1]; ``masks``: N×1×H×W float (warped with the faces). With
-    ``pairs = k``, rows ``k .. 2k-1`` get the draws of rows ``0 .. k-1`` (a face and its occluded
-    twin are warped alike); the draws themselves do not depend on ``pairs``.
-    """
+    """Random flip, rotation, zoom, shift, brightness, contrast of N×1×H×W faces and masks alike;
+    with ``pairs = k`` rows ``k..2k-1`` get the draws of rows ``0..k-1``."""
     n = len(x)
     if n == 0:
         return x, masks
@@ -244,8 +232,7 @@ def warp(x: torch.Tensor, masks: torch.Tensor, aug: AugmentCfg, seed: int, pairs
 
 @dataclass(frozen=True)
 class Mixed:
-    """A mixed batch: ``x`` holds ``lam`` of each face and ``1 - lam`` of face ``perm[i]``
-    (blended, or pasted as a rectangle); its loss is ``lam·CE(y) + (1-lam)·CE(y[perm])``."""
+    """``lam`` of each face, ``1 - lam`` of face ``perm[i]``: loss lam·CE(y)+(1-lam)·CE(y[perm])."""
 
     x: torch.Tensor
     masks: torch.Tensor
@@ -255,13 +242,8 @@ class Mixed:
 
 def mix_batch(x: torch.Tensor, masks: torch.Tensor, mode: str, prob: float, alpha: float,
               seed: int) -> Mixed:
-    """Mixup or CutMix of a normalised N×1×H×W batch, drawn from ``seed`` alone.
-
-    With probability ``prob`` the batch is mixed with a permutation of itself: ``mixup`` blends
-    whole faces with weight ``lam ~ Beta(alpha, alpha)``; ``cutmix`` pastes a rectangle of area
-    ``1 - lam`` from the partner face (and its occlusion mask), then ``lam`` is the share of the
-    face that is its own. ``mode="none"``, ``prob=0`` or a batch of one leave it as it is.
-    """
+    """With probability ``prob``, ``mixup`` (blend, ``lam ~ Beta(alpha, alpha)``) or ``cutmix``
+    (paste a rectangle of area ``1 - lam`` and its mask) the batch with a permutation of itself."""
     n = len(x)
     rng = np.random.default_rng(seed)
     if mode == "none" or n < 2 or rng.random() >= prob:

@@ -1,12 +1,6 @@
-"""Resumable training: where a checkpoint lives, what it must match, reading and writing it.
-
-After every epoch the train stage writes the full :class:`~occlufer.training.TrainState` to
-``checkpoints/train.pt`` (beside ``models/``; not a DVC output, git-ignored), atomically. The
-next run resumes from it only when its :func:`fingerprint` — the result-relevant params, the
-data and the ``train.init_from`` model — is the same.
+"""Resumable training: each epoch's :class:`~occlufer.training.TrainState` goes atomically to
+``checkpoints/train.pt``; the next run resumes from it when its :func:`fingerprint` is the same.
 """
-
-from __future__ import annotations
 
 import hashlib
 import json
@@ -22,7 +16,7 @@ import torch
 from occlufer.config import Params
 from occlufer.data.store import IMAGES, MANIFEST
 from occlufer.errors import OccluferError
-from occlufer.inference.predictor import resolve_model_file
+from occlufer.model_files import resolve_model_file
 from occlufer.training.loop import TrainState
 
 #: keys of ``train`` that do not change the result (left out of the fingerprint)
@@ -37,10 +31,7 @@ def checkpoint_path(out: Path) -> Path:
 
 def fingerprint(params: Params, src: Path, init_file: Path | None = None,
                 teacher_file: Path | None = None) -> str:
-    """What a checkpoint must match to be resumed: the result-relevant params, the data and
-    the content of the ``train.init_from`` and ``train.teacher`` models (``init_file``,
-    ``teacher_file``: those references resolved by
-    :func:`~occlufer.inference.predictor.resolve_model_file`; resolved here when not given)."""
+    """Hash of the result-relevant params, the data and the init_from and teacher model files."""
     cfg = {k: v for k, v in asdict(params.train).items() if k not in NOT_RESULT}
     h = hashlib.sha256(json.dumps({"seed": params.seed, "model": asdict(params.model),
                                    "train": cfg, "occlusion": asdict(params.occlusion)},
@@ -48,24 +39,18 @@ def fingerprint(params: Params, src: Path, init_file: Path | None = None,
     for part in ("train", "val"):
         h.update((src / part / MANIFEST).read_bytes())
         h.update(str((src / part / IMAGES).stat().st_size).encode())
-    if params.train.init_from is not None:
-        h.update((init_file or resolve_model_file(params.train.init_from)).read_bytes())
-    if params.train.teacher is not None:
-        h.update((teacher_file or resolve_model_file(params.train.teacher)).read_bytes())
+    for ref, file in ((params.train.init_from, init_file), (params.train.teacher, teacher_file)):
+        if ref is not None:
+            h.update((file or resolve_model_file(ref)).read_bytes())
     return h.hexdigest()
 
 
 def load_checkpoint(path: Path, print_: bool) -> tuple[TrainState | None, dict[str, Any]]:
-    """The checkpoint's state and meta, or ``(None, {})`` when there is none or it is unreadable.
-
-    Loaded with ``weights_only=True``: a checkpoint holds tensors and plain Python values only,
-    so a file that needs anything else (a planted pickle that would run code) is refused.
-    """
+    """The state and meta, ``(None, {})`` if none or unreadable; a planted pickle is refused."""
     if not path.is_file():
         return None, {}
     try:
-        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4" on foreign files
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(action="ignore"):  # "Detected pickle protocol 4", ...
             blob = torch.load(path, map_location="cpu", weights_only=True)
         return TrainState(**blob["state"]), blob["meta"]
     except pickle.UnpicklingError:

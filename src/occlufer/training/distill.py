@@ -1,21 +1,7 @@
-"""Distillation from a clean teacher (``train.teacher``, ``train.distill``).
-
-Every occluded training row has its clean source face (:attr:`TrainArrays.source`). The teacher,
-any trained model for the same classes and image size (``zoo:NAME``, a ``model.pt`` or an
-MLflow ``runs:/`` / ``models:/`` URI), scores each *clean* face once before training, with its
-own test-time views; every row — the clean face and its occluded copies — then learns towards
-the teacher's distribution on the clean face: ordinary distillation on clean rows, and
-privileged-information distillation on occluded rows (the student sees the occluded face, the
-target comes from what the teacher saw on the clean one). The loss of a batch is
-
-    (1 - distill) · CE(student, label) + distill · T² · KL(p_teacher^T ‖ p_student^T)
-
-with ``T = train.distill_temperature`` (:func:`distill_loss`). The teacher's logits are computed
-once (one forward pass over the clean faces), so the cost per epoch is that of the student
-alone; its architecture may differ from the student's.
+"""Distillation (``train.teacher``, ``train.distill``): the teacher scores each row's *clean*
+face once; every row, clean or occluded, learns towards it:
+``(1 - distill) · CE(student, label) + distill · T² · KL(p_teacher^T ‖ p_student^T)``.
 """
-
-from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -27,15 +13,16 @@ from torch import nn
 
 from occlufer.errors import OccluferError
 from occlufer.hashing import file_sha256
-from occlufer.inference.predictor import resolve_model_file
+from occlufer.model_files import resolve_model_file
+from occlufer.models import model_from, predict_logits
 from occlufer.training.augment import TrainArrays
+from occlufer.training.init import read_saved
 
 KEY = "train.teacher"
 
 
 class Teacher(NamedTuple):
-    """A loaded teacher: the model (eval mode), its saved metadata, the column of each of the
-    student's classes in its output, the reference it was given by and the file it names."""
+    """A loaded teacher; ``columns``: each of the student's classes' column in its output."""
 
     model: nn.Module
     meta: dict[str, Any]
@@ -54,11 +41,7 @@ class Teacher(NamedTuple):
 
 
 def load_teacher(ref: str, classes: list[str], image_size: int) -> Teacher:
-    """The teacher for ``classes`` (:class:`Teacher`). A teacher of other classes or another
-    image size stops with one line."""
-    from occlufer.models import model_from
-    from occlufer.training.init import read_saved
-
+    """The teacher for ``classes``; one of other classes or another size stops with one line."""
     path = resolve_model_file(ref)
     meta = read_saved(ref, path, KEY)
     saved = [str(c) for c in meta["classes"]]
@@ -75,18 +58,14 @@ def load_teacher(ref: str, classes: list[str], image_size: int) -> Teacher:
 
 
 def clean_rows(train: TrainArrays) -> np.ndarray:
-    """For each row, the row of its clean face: the source of an occluded copy, else itself
-    (a clean face, or a copy whose clean face is not in the set)."""
+    """For each row, the row of its clean face: an occluded copy's source, else itself."""
     return np.where(train.source >= 0, train.source, np.arange(len(train)))
 
 
 def teacher_logits(teacher: nn.Module, train: TrainArrays, columns: np.ndarray,
                    device: torch.device, *, tta_flip: bool = True,
                    batch_size: int = 256) -> np.ndarray:
-    """N×C float32: per training row, the teacher's logits on the row's clean face
-    (:func:`clean_rows`), columns in the student's class order. Each face is scored once."""
-    from occlufer.training.loop import predict_logits  # loop imports this module
-
+    """N×C float32: per row, the teacher's logits on its clean face, in the student's order."""
     rows = clean_rows(train)
     faces, inverse = np.unique(rows, return_inverse=True)
     teacher.to(device)
@@ -96,8 +75,7 @@ def teacher_logits(teacher: nn.Module, train: TrainArrays, columns: np.ndarray,
 
 def distill_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float,
                  ) -> torch.Tensor:
-    """T² · KL(softmax(teacher/T) ‖ softmax(student/T)), mean over the batch. ``teacher``
-    may also be a batch of probabilities' logs mixed beforehand (:func:`soft_targets`)."""
+    """T² · KL(p_teacher ‖ softmax(student/T)); ``teacher``: :func:`soft_targets`."""
     t = temperature
     return F.kl_div(F.log_softmax(student.float() / t, dim=1), teacher, log_target=True,
                     reduction="batchmean") * (t * t)
@@ -105,8 +83,7 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: floa
 
 def soft_targets(teacher: torch.Tensor, temperature: float, perm: torch.Tensor | None = None,
                  lam: float = 1.0) -> torch.Tensor:
-    """Log-probabilities of the teacher's softened distribution; for a mixed batch (mixup /
-    CutMix with partner ``perm`` and own share ``lam``) the same mixture of the two faces'."""
+    """Log-probabilities of the softened teacher (a mixed batch: mixed alike)."""
     logp = F.log_softmax(teacher.float() / temperature, dim=1)
     if perm is None:
         return logp
@@ -114,8 +91,7 @@ def soft_targets(teacher: torch.Tensor, temperature: float, perm: torch.Tensor |
 
 
 def teacher_accuracy(logits: np.ndarray, train: TrainArrays) -> float:
-    """The teacher's accuracy on the clean training faces (NaN when there are none): how much
-    of the labels it agrees with — near 1 it adds little beyond them."""
+    """The teacher's accuracy on the clean training faces (NaN when there are none)."""
     clean = ~train.occluded
     if not clean.any():
         return float("nan")
@@ -124,10 +100,7 @@ def teacher_accuracy(logits: np.ndarray, train: TrainArrays) -> float:
 
 def provenance(ref: str, path: Path, meta: dict, accuracy: float, weight: float,
                temperature: float) -> dict[str, Any]:
-    """What a student's ``model.pt`` records about its teacher (``teacher`` in the metadata;
-    the zoo card shows it): the reference as given, the file's sha256 — the reference alone
-    does not pin the teacher, ``zoo:NAME`` changes when the zoo is republished —, the teacher's
-    architecture and epoch, its accuracy on the clean training faces, the weight and T."""
+    """What a student's ``model.pt`` records of its teacher (sha256: ``zoo:NAME`` does not pin)."""
     return {"ref": ref, "sha256": file_sha256(path), "arch": str(meta["name"]),
             "epoch": meta.get("epoch"), "train_acc": round(float(accuracy), 4),
             "distill": float(weight), "temperature": float(temperature)}

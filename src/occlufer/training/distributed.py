@@ -1,12 +1,6 @@
-"""DDP: ``train.devices`` (× ``train.nodes``) > 1 re-launches the train stage under torchrun.
-
-The stage's ``main()`` goes through :func:`run`, which calls :func:`launch` when more than one
-process is asked for and this is not already a torchrun worker; each worker then calls
-:func:`setup` (NCCL on GPUs, gloo on CPUs).
-Only rank 0 logs to MLflow and writes ``models/``.
+"""DDP: ``train.devices`` × ``train.nodes`` > 1 re-launches the train stage under torchrun
+(:func:`run`); each worker joins with :func:`setup` (NCCL on GPUs, gloo on CPUs).
 """
-
-from __future__ import annotations
 
 import os
 import subprocess
@@ -18,10 +12,6 @@ import torch
 
 from occlufer.config import TrainCfg
 from occlufer.errors import OccluferError
-
-
-def processes(cfg: TrainCfg) -> int:
-    return cfg.devices * cfg.nodes
 
 
 def is_worker() -> bool:
@@ -53,20 +43,17 @@ def launch(cfg: TrainCfg, module: str = "occlufer.stages.train") -> int:
             raise OccluferError(f"train.devices = {cfg.devices} but this node has {have} CUDA "
                                 f"device(s); use -S train.devices={max(have, 1)}")
     cmd = launch_command(cfg, module)
-    print(f"train: launching {processes(cfg)} processes: {' '.join(cmd[1:])}", flush=True)
+    print(f"train: launching {cfg.devices * cfg.nodes} processes: {' '.join(cmd[1:])}", flush=True)
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     return subprocess.call(cmd, env=env)
 
 
 def run(cfg: TrainCfg, work: Callable[[], Any]) -> None:
-    """``work()`` here, or in every process under torchrun when ``cfg`` asks for several (this
-    process then waits for them and exits with torchrun's code if that is not 0)."""
-    if processes(cfg) > 1 and not is_worker():
-        code = launch(cfg)
-        if code:
-            raise SystemExit(code)
-        return
-    work()
+    """``work()`` here, or in every torchrun process (exit: its code) when ``cfg`` asks."""
+    if cfg.devices * cfg.nodes <= 1 or is_worker():
+        work()
+    elif code := launch(cfg):
+        raise SystemExit(code)
 
 
 def setup(device_name: str) -> torch.device:

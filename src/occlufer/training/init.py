@@ -1,24 +1,10 @@
-"""Fine-tuning: start from another model's trunk (``train.init_from``), freeze it for a while.
-
-A model's *head* is its class-specific part, named by the class attribute ``head_prefixes``
-(``state_dict`` key prefixes: ``head.`` for the resnet family, plus ``attention.`` for
-``occ_resnet``; the final linear layer ``classifier.4.`` for ``seed_cnn``); the rest is the
-*trunk*. :func:`load_init` copies the trunk of a saved ``model.pt`` into a freshly built model:
-
-- same classes in the same order: the head is copied too;
-- the same classes in another order: the head is copied with the rows of its final linear
-  layer reordered to the configured classes;
-- other classes (e.g. CK+ with ``contempt`` and without ``neutral``): the head keeps its fresh
-  initialisation.
-
-A trunk that does not fit (other architecture, width, blocks or image size, or other weights)
-stops with one line that says which ``model`` settings would fit. :func:`trunk_freezer` gives
-the ``fit`` hook that freezes the trunk for the first ``train.freeze_epochs`` epochs.
+"""Fine-tuning (``train.init_from``): copy a saved model's *trunk* (all but its class's
+``head_prefixes``), and its head for the same classes (rows reordered), then freeze the trunk for
+a while; a trunk that does not fit stops with one line naming the ``model`` settings that would.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,8 +13,8 @@ import torch
 from torch import nn
 
 from occlufer.errors import OccluferError
-from occlufer.inference.predictor import resolve_model_file
-from occlufer.models import MODELS
+from occlufer.model_files import resolve_model_file
+from occlufer.models import MODELS, model_class
 
 if TYPE_CHECKING:
     from occlufer.config import Params
@@ -49,7 +35,7 @@ def is_head(key: str, prefixes: Sequence[str]) -> bool:
 
 
 def _classifier(model: nn.Module, prefixes: Sequence[str]) -> str:
-    """Name of the head's final linear layer (one row per class)."""
+    """The head's final linear layer (one row per class)."""
     names = [n for n, m in model.named_modules()
              if isinstance(m, nn.Linear) and is_head(n + ".", prefixes)]
     if not names:
@@ -60,9 +46,7 @@ def _classifier(model: nn.Module, prefixes: Sequence[str]) -> str:
 
 def _effective_arch(name: str, arch: Mapping[str, Any]) -> dict[str, Any]:
     """``width``/``blocks`` as the class builds them (``None`` → the class default)."""
-    module, cls_name = MODELS[name].split(":")
-    cls = getattr(importlib.import_module(module), cls_name)
-    out: dict[str, Any] = {}
+    cls, out = model_class(name), {}
     for key in ("width", "blocks"):
         default = getattr(cls, f"default_{key}", None)
         if default is None:
@@ -73,27 +57,19 @@ def _effective_arch(name: str, arch: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _describe(name: str, arch: Mapping[str, Any], size: int) -> str:
-    parts = [name]
-    if "width" in arch:
-        parts.append(f"width-{arch['width']}")
-    if "blocks" in arch:
-        parts.append(f"blocks {arch['blocks']}")
-    return " ".join(parts) + f" model for {size}×{size} faces"
+    width = f" width-{arch['width']}" if "width" in arch else ""
+    blocks = f" blocks {arch['blocks']}" if "blocks" in arch else ""
+    return f"{name}{width}{blocks} model for {size}×{size} faces"
 
 
 def _overrides(name: str, arch: Mapping[str, Any]) -> str:
-    out = [f"model={name}"]
-    if "width" in arch:
-        out.append(f"model.width={arch['width']}")
-    if "blocks" in arch:
-        out.append("model.blocks=[" + ",".join(map(str, arch["blocks"])) + "]")
-    return " ".join(out)
+    width = f" model.width={arch['width']}" if "width" in arch else ""
+    blocks = f" model.blocks=[{','.join(map(str, arch['blocks']))}]" if "blocks" in arch else ""
+    return f"model={name}{width}{blocks}"
 
 
 def read_saved(ref: str, path: Path, key: str = KEY) -> dict[str, Any]:
-    """The content of a ``model.pt`` written by :func:`occlufer.models.save_model`, given as
-    ``ref`` to the setting ``key`` (``train.init_from``, ``train.teacher``); a file that is not
-    one stops with one line."""
+    """The content of ``model.pt`` ``path`` (``ref`` given to ``key``); else one line."""
     try:
         meta = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - pickle/zip errors of a foreign or broken file
@@ -108,7 +84,7 @@ def read_saved(ref: str, path: Path, key: str = KEY) -> dict[str, Any]:
 
 def _check_fits(ref: str, meta: Mapping[str, Any], name: str, arch: Mapping[str, Any],
                 image_size: int) -> None:
-    """The saved architecture must be the configured one: else one line with the fix."""
+    """The saved architecture must be the configured one, else one line with the fix."""
     saved_name, saved_size = str(meta["name"]), int(meta["image_size"])
     if saved_name not in MODELS:
         raise OccluferError(f"{KEY} {ref} is a {saved_name!r} model, an architecture this "
@@ -132,12 +108,8 @@ def _check_keys(ref: str, saved: Mapping[str, torch.Tensor], own: Mapping[str, t
     missing = sorted(k for k in keys if k not in saved)
     unexpected = sorted(k for k in saved if k not in own)
     shapes = sorted(k for k in keys if k in saved and saved[k].shape != own[k].shape)
-    problems = []
-    if missing:
-        problems.append(f"missing {', '.join(missing[:3])}" + (" ..." if len(missing) > 3 else ""))
-    if unexpected:
-        problems.append(f"unexpected {', '.join(unexpected[:3])}"
-                        + (" ..." if len(unexpected) > 3 else ""))
+    problems = [f"{what} {', '.join(ks[:3])}" + (" ..." if len(ks) > 3 else "")
+                for what, ks in (("missing", missing), ("unexpected", unexpected)) if ks]
     if shapes:
         k = shapes[0]
         problems.append(f"{k} is {tuple(saved[k].shape)}, the model has {tuple(own[k].shape)}")
@@ -149,11 +121,8 @@ def _check_keys(ref: str, saved: Mapping[str, torch.Tensor], own: Mapping[str, t
 
 def load_init(model: nn.Module, ref: str, *, name: str, classes: Sequence[str],
               image_size: int, arch: Mapping[str, Any], path: Path | None = None) -> str:
-    """Copy the trunk (and, for the same classes, the head) of ``ref`` into ``model``.
-
-    ``name``/``arch``/``image_size``/``classes``: what ``model`` was built as; ``path``: the
-    resolved ``ref`` (resolved here when not given). Returns what was loaded, for the log.
-    """
+    """Copy the trunk (and for the same classes the head) of ``ref`` (at ``path``) into ``model``;
+    returns what was loaded, for the log."""
     path = resolve_model_file(ref) if path is None else path
     meta = read_saved(ref, path)
     _check_fits(ref, meta, name, arch, image_size)
@@ -185,14 +154,8 @@ def load_init(model: nn.Module, ref: str, *, name: str, classes: Sequence[str],
 
 
 def trunk_freezer(model: nn.Module, epochs: int) -> Callable[[int], None] | None:
-    """The ``fit(before_epoch=...)`` hook that freezes the trunk for epochs ``1..epochs``.
-
-    A frozen epoch sets ``requires_grad=False`` on the trunk's parameters (no gradients, so the
-    optimizer skips them: weights, weight decay and optimizer state stay as they are) and puts
-    its BatchNorm layers in eval mode (running statistics kept); later epochs train it all. It
-    depends on the epoch number only, so a run resumed at any epoch does what an uninterrupted
-    run does. ``None`` for ``epochs == 0``.
-    """
+    """The ``fit(before_epoch=...)`` hook freezing the trunk's weights and BatchNorm statistics
+    in epochs ``1..epochs``; ``None`` for 0."""
     if epochs <= 0:
         return None
     prefixes = head_prefixes(model)
@@ -213,8 +176,7 @@ def trunk_freezer(model: nn.Module, epochs: int) -> Callable[[int], None] | None
 
 def init_model(model: nn.Module, params: Params, classes: Sequence[str], image_size: int,
                path: Path | None, *, print_: bool = True) -> Callable[[int], None] | None:
-    """The train stage's step: load ``train.init_from`` (resolved to ``path``) into ``model``;
-    returns the freezing hook for ``fit`` (``None`` without ``train.freeze_epochs``)."""
+    """Load ``train.init_from`` (at ``path``) into ``model``; returns the freezing hook."""
     cfg = params.train
     if cfg.init_from is None:
         return None
@@ -224,6 +186,5 @@ def init_model(model: nn.Module, params: Params, classes: Sequence[str], image_s
     if print_:
         print(f"train: from {cfg.init_from}: {what}"
               + (f"; trunk frozen for the first {cfg.freeze_epochs} epoch(s)"
-                 if cfg.freeze_epochs else ""),
-              flush=True)
+                 if cfg.freeze_epochs else ""), flush=True)
     return trunk_freezer(model, cfg.freeze_epochs)

@@ -1,13 +1,6 @@
-"""A train run's model and outputs: build (and initialise) the model, write ``models/``, and
-what the run tells the console and MLflow besides.
-
-``models/`` holds ``model.pt`` (the selected epoch's weights + classes, size, architecture,
-test-time views) and ``history.csv`` (one row per epoch, DVC plots) — byte-identical between
-executions of the same params and data on one machine: the per-execution values
-(:data:`TIMING_METRICS`) stay out of it.
+"""A train run: the (initialised) model, ``models/`` (``model.pt`` and ``history.csv``,
+byte-identical between executions on one machine), what it tells the console and MLflow.
 """
-
-from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
@@ -46,29 +39,24 @@ class TrainJob:
 
 def prepare(params: Params, classes: Sequence[str], image_size: int,
             init_file: Path | None = None, *, print_: bool = True) -> TrainJob:
-    """``model.name`` built with a seeded initialisation, then loaded from ``train.init_from``
-    (resolved to ``init_file``) when that is set."""
+    """``model.name`` seeded, then loaded from ``train.init_from`` (``init_file``) if set."""
     arch = {"width": params.model.width, "blocks": params.model.blocks}
     torch.manual_seed(params.seed)
     model = build_model(params.model.name, num_classes=len(classes), image_size=image_size,
                         dropout=params.model.dropout, **arch)
-    before_epoch = init_model(model, params, list(classes), image_size, init_file,
-                              print_=print_)
-    return TrainJob(model, list(classes), image_size, arch, before_epoch)
+    return TrainJob(model, list(classes), image_size, arch,
+                    init_model(model, params, list(classes), image_size, init_file, print_=print_))
 
 
 def history_frame(history: list[EpochStats]) -> pd.DataFrame:
-    """``history.csv``: one row per epoch, every metric but the timings (:data:`TIMING_METRICS`,
-    which differ between executions and stay in MLflow), so that the file is reproducible."""
+    """``history.csv``: one row per epoch, every metric but the :data:`TIMING_METRICS`."""
     return pd.DataFrame([{"epoch": h.epoch, **{k: v for k, v in h.metrics().items()
                                                if k not in TIMING_METRICS}} for h in history])
 
 
 def write_outputs(out: Path, job: TrainJob, params: Params, result: FitResult, *,
                   teacher: dict[str, Any] | None = None) -> Path:
-    """``out/model.pt`` (the fitted model, on the CPU) and ``out/history.csv``; returns the
-    model file. ``teacher`` (:func:`occlufer.training.distill.provenance`), when the model was
-    distilled, goes into the model's metadata."""
+    """``out/model.pt`` (with the ``teacher``'s ``distill.provenance``) and ``history.csv``."""
     cfg = params.train
     job.model.cpu().eval()
     out.mkdir(parents=True, exist_ok=True)
@@ -92,9 +80,7 @@ def announce(params: Params, job: TrainJob, n_train: int, n_val: int, device: to
 
 
 def log_inputs(src: Path) -> None:
-    """The data the model saw, from the sibling stage folders of ``src`` (``data/split``): the
-    occlusion preview and split summary as artifacts, acquire's counts as ``acquire/read``,
-    ``acquire/kept``, ``acquire/rejected``."""
+    """The occlusion preview and split summary beside ``src`` as artifacts, acquire's counts."""
     for path in (src.parent / "occluded" / "preview.png", src / "summary.csv"):
         if path.is_file():
             tracking.log_artifact(path, "data")
@@ -105,8 +91,7 @@ def log_inputs(src: Path) -> None:
 
 
 def log_result(result: FitResult) -> float:
-    """Log the selected epoch's metrics and the training seconds (a resumed run's earlier
-    epochs too); returns those seconds."""
+    """Log the selected epoch's metrics and the training seconds (all epochs); returns them."""
     best = next(h for h in result.history if h.epoch == result.best_epoch)
     seconds = sum(h.seconds for h in result.history)
     tracking.log_metrics({"best/epoch": best.epoch, "best/val/acc": best.val_acc,

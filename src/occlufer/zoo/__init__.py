@@ -1,25 +1,7 @@
-"""The model zoo: trained models shipped inside the package, each with a generated model card.
-
-An entry ``NAME`` is three files in :func:`zoo_dir`:
-
-- ``NAME.pt``: the model as :func:`occlufer.models.save_model` writes it (weights in fp16 when
-  that keeps parity with fp32, see :mod:`occlufer.zoo.publish`), loadable by
-  :func:`occlufer.models.load_model`;
-- ``NAME.json``: the machine-readable card (sha256 of the ``.pt``, classes, image size,
-  preprocessing, architecture, recipe and params, commit, data hashes from ``dvc.lock``,
-  training time and hardware, accuracy with intervals, calibration, limits);
-- ``NAME.md``: the card for people, rendered from the json (:mod:`occlufer.zoo.card`).
-
-Entries are written by ``occlufer zoo publish`` from a finished pipeline run, never by hand.
-``--model zoo:NAME`` names one anywhere a model is taken; without ``--model`` and without a
-trained ``models/model.pt`` the commands use :data:`DEFAULT`
-(:func:`occlufer.inference.predictor.resolve_model`). Loading an entry checks the file against
-its card (:func:`verify`) and stops with one line saying what is wrong and how to fix it.
-
-This module imports neither PyTorch nor MLflow: ``occlufer zoo list`` stays fast.
+"""The model zoo: each entry ``NAME`` is ``NAME.pt``, ``NAME.json`` (the card) and ``NAME.md`` in
+:func:`zoo_dir`, written by ``occlufer zoo publish``. ``--model zoo:NAME`` names one;
+:data:`DEFAULT` is used when no model is named or trained. Imports neither PyTorch nor MLflow.
 """
-
-from __future__ import annotations
 
 import json
 import os
@@ -29,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from occlufer.errors import OccluferError
-from occlufer.hashing import file_sha256
+from occlufer.hashing import file_sha256 as sha256
 
 #: the entry used when no model is named and none was trained here
 DEFAULT = "fer2013"
@@ -60,13 +42,9 @@ def names(folder: Path | None = None) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
 
 
-sha256 = file_sha256  # the name the zoo code and its tests use
-
-
 def _fix(name: str, what: Path) -> str:
     """How to get a good copy of a shipped file back."""
-    here = Path(__file__).resolve().parent
-    if what.parent.resolve() == here:
+    if what.parent.resolve() == Path(__file__).resolve().parent:
         restore = (f"restore it (`git checkout -- src/occlufer/zoo/{what.name}` or reinstall "
                    "occlufer)")
     else:
@@ -122,10 +100,10 @@ def entry(name: str, folder: Path | None = None) -> Entry:
     folder = folder or zoo_dir()
     path = folder / f"{name}.json"
     if not path.is_file():
-        have = names(folder)
         if (folder / f"{name}.pt").is_file():
             raise OccluferError(f"zoo:{name}: {path} (its model card) is missing; "
                                 + _fix(name, path))
+        have = names(folder)
         listed = (f"available: {', '.join(have)}" if have
                   else "the zoo is empty: no model has been published yet")
         raise OccluferError(f"zoo:{name}: no such zoo entry in {folder} ({listed}); see "
@@ -144,74 +122,56 @@ def entry(name: str, folder: Path | None = None) -> Entry:
     return Entry(name, card, folder)
 
 
-def entries(folder: Path | None = None) -> list[Entry]:
-    return [entry(n, folder) for n in names(folder)]
-
-
 def verify(name: str, folder: Path | None = None) -> Entry:
-    """The entry, after checking that its weights file is the one its card describes.
-
-    Checks, each failing with one line naming the file and the fix: the card exists and reads;
-    the ``.pt`` exists and its size and sha256 are the card's (a changed or truncated file);
-    the file's classes and image size are the card's; the architecture is registered; the
-    card's preprocessing is this occlufer's (:mod:`occlufer.preprocess`).
-    """
+    """The entry, once its ``.pt`` is checked against its card (size, sha256, classes, image
+    size, architecture, preprocessing); each failure is one line naming the file and the fix."""
     e = entry(check_name(name), folder)
     card, pt = e.card, e.pt
+    republish = f"republish it (`occlufer zoo publish {name}`)"
+
+    def bad(problem: str, fix: str = _fix(name, pt)) -> OccluferError:
+        return OccluferError(f"zoo:{name}: {problem}; {fix}")
+
     if not pt.is_file():
-        raise OccluferError(f"zoo:{name}: {pt} is missing (the card {e.json.name} is there); "
-                            + _fix(name, pt))
+        raise bad(f"{pt} is missing (the card {e.json.name} is there)")
     want_sha, want_bytes = card["file"].get("sha256"), card["file"].get("bytes")
     size = pt.stat().st_size
     if want_bytes is not None and size != want_bytes:
-        raise OccluferError(f"zoo:{name}: {pt} has {size} bytes, its card says {want_bytes} "
-                            "(truncated or replaced); " + _fix(name, pt))
+        raise bad(f"{pt} has {size} bytes, its card says {want_bytes} (truncated or replaced)")
     got = sha256(pt)
     if got != want_sha:
-        raise OccluferError(f"zoo:{name}: {pt} has sha256 {got[:12]}…, its card says "
-                            f"{str(want_sha)[:12]}… (changed or corrupted); " + _fix(name, pt))
-    meta = _read_meta(name, pt)
-    if list(meta.get("classes", [])) != e.classes:
-        raise OccluferError(f"zoo:{name}: {pt} has classes {list(meta.get('classes', []))}, its "
-                            f"card says {e.classes}; " + _fix(name, pt))
-    if int(meta.get("image_size", -1)) != e.image_size:
-        raise OccluferError(f"zoo:{name}: {pt} takes {meta.get('image_size')} px faces, its card "
-                            f"says {e.image_size}; " + _fix(name, pt))
+        raise bad(f"{pt} has sha256 {got[:12]}…, its card says {str(want_sha)[:12]}… (changed "
+                  "or corrupted)")
+    import torch
+
     from occlufer.labels import LABELS
     from occlufer.models import MODELS
-
-    unknown = [c for c in e.classes if c not in LABELS]
-    if unknown:
-        raise OccluferError(f"zoo:{name}: classes {unknown} are not occlufer labels "
-                            f"({', '.join(LABELS)}); " + _fix(name, pt))
-    if meta.get("name") not in MODELS:
-        raise OccluferError(f"zoo:{name}: architecture {meta.get('name')!r} is not registered in "
-                            "this occlufer (occlufer.models.MODELS); upgrade occlufer or "
-                            f"republish it (`occlufer zoo publish {name}`)")
-    want, have = card["preprocessing"], preprocessing(e.image_size)
-    diff = [k for k in ("mean", "std", "scale", "channels") if want.get(k) != have[k]]
-    if diff:
-        raise OccluferError(f"zoo:{name}: the card's preprocessing "
-                            f"({', '.join(f'{k}={want.get(k)}' for k in diff)}) is not this "
-                            f"occlufer's ({', '.join(f'{k}={have[k]}' for k in diff)}); use "
-                            "the occlufer version it was published with "
-                            f"({card.get('occlufer_version')}) or republish it "
-                            f"(`occlufer zoo publish {name}`)")
-    return e
-
-
-def _read_meta(name: str, pt: Path) -> dict[str, Any]:
-    import torch
 
     try:
         meta = torch.load(pt, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
-        raise OccluferError(f"zoo:{name}: {pt} is not a readable model file "
-                            f"({str(exc).splitlines()[0][:120]}); " + _fix(name, pt)) from None
+        raise bad(f"{pt} is not a readable model file ({str(exc).splitlines()[0][:120]})") \
+            from None
     if not isinstance(meta, dict) or "state_dict" not in meta:
-        raise OccluferError(f"zoo:{name}: {pt} is not an occlufer model file; " + _fix(name, pt))
-    meta.pop("state_dict")
-    return meta
+        raise bad(f"{pt} is not an occlufer model file")
+    if list(meta.get("classes", [])) != e.classes:
+        raise bad(f"{pt} has classes {list(meta.get('classes', []))}, its card says {e.classes}")
+    if int(meta.get("image_size", -1)) != e.image_size:
+        raise bad(f"{pt} takes {meta.get('image_size')} px faces, its card says {e.image_size}")
+    unknown = [c for c in e.classes if c not in LABELS]
+    if unknown:
+        raise bad(f"classes {unknown} are not occlufer labels ({', '.join(LABELS)})")
+    if meta.get("name") not in MODELS:
+        raise bad(f"architecture {meta.get('name')!r} is not registered in this occlufer "
+                  "(occlufer.models.MODELS)", f"upgrade occlufer or {republish}")
+    want, have = card["preprocessing"], preprocessing(e.image_size)
+    diff = [k for k in ("mean", "std", "scale", "channels") if want.get(k) != have[k]]
+    if diff:
+        raise bad(f"the card's preprocessing ({', '.join(f'{k}={want.get(k)}' for k in diff)}) "
+                  f"is not this occlufer's ({', '.join(f'{k}={have[k]}' for k in diff)})",
+                  "use the occlufer version it was published with "
+                  f"({card.get('occlufer_version')}) or {republish}")
+    return e
 
 
 def preprocessing(image_size: int) -> dict[str, Any]:

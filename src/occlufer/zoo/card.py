@@ -1,10 +1,4 @@
-"""The model card for people: ``<name>.md`` rendered from the machine-readable ``<name>.json``.
-
-Nothing here is typed in by hand: every figure comes from the json, which ``occlufer zoo
-publish`` wrote from the run's files (:mod:`occlufer.zoo.publish`).
-"""
-
-from __future__ import annotations
+"""The model card for people: ``<name>.md`` rendered from the machine-readable ``<name>.json``."""
 
 import json
 from collections.abc import Mapping
@@ -18,9 +12,8 @@ def _f(value: Any, digits: int = 3) -> str:
 
 
 def _ci(row: Mapping[str, Any]) -> str:
-    if "ci_low" in row and "ci_high" in row:
-        return f"[{_f(row['ci_low'])}, {_f(row['ci_high'])}]"
-    return "—"
+    return f"[{_f(row['ci_low'])}, {_f(row['ci_high'])}]" if "ci_low" in row and "ci_high" in row \
+        else "—"
 
 
 def _duration(seconds: Any) -> str:
@@ -34,9 +27,8 @@ def _duration(seconds: Any) -> str:
 
 def _views(model: Mapping[str, Any]) -> str:
     shift = int(model.get("tta_shift") or 0)
-    views = ["the face"] + (["its mirror image"] if model.get("tta_flip") else []) + (
-        [f"shifts by {shift} px"] if shift else [])
-    return ", ".join(views)
+    return ", ".join(["the face"] + ["its mirror image"] * bool(model.get("tta_flip"))
+                     + [f"shifts by {shift} px"] * bool(shift))
 
 
 def _teacher(teacher: Mapping[str, Any] | None) -> list[str]:
@@ -63,10 +55,9 @@ def _teacher(teacher: Mapping[str, Any] | None) -> list[str]:
 def render(card: Mapping[str, Any]) -> str:
     name, ev = card["name"], card["evaluation"]
     split, clean, occl = ev["split"], ev.get("clean") or {}, ev.get("occluded") or {}
-    model, file, prov = card["model"], card["file"], card["provenance"]
+    model, file, prov, pre = card["model"], card["file"], card["provenance"], card["preprocessing"]
     recipe, train = card["recipe"], card["training"]
     level = ev.get("ci_level")
-    lvl = f"{level:.0%}" if isinstance(level, float) else "?"
     git = prov.get("git") or {}
     lines = [
         f"# zoo:{name} — {card['title']}",
@@ -76,7 +67,8 @@ def render(card: Mapping[str, Any]) -> str:
         "",
         f"**{split} accuracy {_f(clean.get('acc'))}** {_ci(clean)} on {clean.get('n', '?')} clean "
         f"faces, {_f(occl.get('acc'))} {_ci(occl)} on their occluded copies; ECE "
-        f"{_f(clean.get('ece'))}. Intervals: {lvl} {ev.get('ci_method', '')}.",
+        f"{_f(clean.get('ece'))}. Intervals: "
+        f"{f'{level:.0%}' if isinstance(level, float) else '?'} {ev.get('ci_method', '')}.",
         "",
         "```bash",
         f"occlufer predict photo.jpg --model zoo:{name}",
@@ -93,10 +85,9 @@ def render(card: Mapping[str, Any]) -> str:
         f"| architecture | `{model['arch']}` {json.dumps(model.get('arch_params') or {})}, "
         f"{model['parameters']:,} parameters, dropout {model.get('dropout')} |",
         f"| classes | {', '.join(card['classes'])} ({len(card['classes'])}) |",
-        f"| input | {card['preprocessing']['input']} |",
-        f"| preprocessing | {card['preprocessing']['formula']}: scale "
-        f"{card['preprocessing']['scale']}, mean {card['preprocessing']['mean']}, std "
-        f"{card['preprocessing']['std']} (`{card['preprocessing']['function']}`) |",
+        f"| input | {pre['input']} |",
+        f"| preprocessing | {pre['formula']}: scale {pre['scale']}, mean {pre['mean']}, std "
+        f"{pre['std']} (`{pre['function']}`) |",
         f"| test-time views | {_views(model)} (averaged by predict, evaluate, validate, "
         "serving and the ONNX export) |",
         f"| best epoch | {model.get('best_epoch')} |",
@@ -107,8 +98,8 @@ def render(card: Mapping[str, Any]) -> str:
                      f"argmax agreement {parity['argmax_agreement']}, max probability difference "
                      f"{parity['max_prob_diff']} → stored as {file['weights_dtype']} |")
     note = ev.get("split_note", "")
-    lines += ["", f"## Accuracy ({split} split)", "", note[:1].upper() + note[1:] + ".", ""]
-    lines += ["| faces | n | accuracy | interval | points below clean at ratio "
+    lines += ["", f"## Accuracy ({split} split)", "", note[:1].upper() + note[1:] + ".", "",
+              f"| faces | n | accuracy | interval | points below clean at ratio "
               f"{ev.get('gap_ratio')} |", "| --- | --- | --- | --- | --- |",
               f"| clean | {clean.get('n', '—')} | {_f(clean.get('acc'))} | {_ci(clean)} | |",
               f"| occluded (all) | {occl.get('n', '—')} | {_f(occl.get('acc'))} | {_ci(occl)} | |"]
@@ -117,14 +108,13 @@ def render(card: Mapping[str, Any]) -> str:
         lines.append(f"| {kind} | {row.get('n', '—')} | {_f(row.get('acc'))} | {_ci(row)} | "
                      + (f"{gap * 100:.1f} (acc {_f(row.get('acc_at_gap'))})"
                         if isinstance(gap, float) else "—") + " |")
-    auc = ev.get("robustness_mean_auc")
     lines += ["", "Per occluder: accuracy on the occluded copies of that type (with interval), and "
               "in the last column the same faces re-occluded by that type at exactly the gap "
               "ratio, in points below their clean accuracy."]
+    auc = ev.get("robustness_mean_auc")
     if auc:
-        ci = f" {_ci(auc)}" if "ci_low" in auc else ""
         lines.append(f"Robustness mean AUC (normalised area under accuracy vs. occlusion ratio) "
-                     f"{_f(auc.get('value'))}{ci}.")
+                     f"{_f(auc.get('value'))}{f' {_ci(auc)}' if 'ci_low' in auc else ''}.")
     lines += ["", "## Calibration", "",
               f"Expected calibration error (ECE): {_f(clean.get('ece'))} on clean faces, "
               f"{_f(occl.get('ece'))} on occluded ones ({split} split).", "",
@@ -141,18 +131,16 @@ def render(card: Mapping[str, Any]) -> str:
                   for k, v in overrides.items()]
     elif recipe.get("note"):
         lines.append(recipe["note"] + ".")
-    lines.append("")
-    lines.append(f"All parameters (params.yaml) are in `{name}.json` under `recipe.params`.")
     hw = train.get("hardware") or {}
-    lines += ["", "## Training", "",
+    lines += ["", f"All parameters (params.yaml) are in `{name}.json` under `recipe.params`.",
+              "", "## Training", "",
               f"- time: {_duration(train.get('seconds'))}"
               + (f" over {train['epochs']} epochs" if train.get("epochs") else "")
               + f"; source: {train.get('source')}",
               f"- hardware: {hw.get('cpu')}, {hw.get('cores')} cores"
               + (f", {hw['memory_gib']} GiB" if hw.get("memory_gib") else "")
               + (f", GPU {', '.join(hw['gpus'])}" if hw.get("gpus") else ", no GPU")
-              + f"; source: {train.get('hardware_source')}"]
-    lines += _teacher(train.get("teacher"))
+              + f"; source: {train.get('hardware_source')}", *_teacher(train.get("teacher"))]
     data = train.get("data")
     if data:
         lines.append(f"- data: {data.get('faces')} faces acquired; per class "
@@ -169,9 +157,8 @@ def render(card: Mapping[str, Any]) -> str:
               f"{prov.get('torch_version')}",
               "", "Data hashes (md5 from `dvc.lock`; `.dir` = a folder):", "",
               "| stage | output | md5 |", "| --- | --- | --- |"]
-    for stage, body in (prov.get("dvc_lock") or {}).items():
-        for path, md5 in (body.get("outs") or {}).items():
-            lines.append(f"| {stage} | `{path}` | `{md5}` |")
+    lines += [f"| {stage} | `{path}` | `{md5}` |" for stage, body in (prov.get("dvc_lock")
+              or {}).items() for path, md5 in (body.get("outs") or {}).items()]
     lines += ["", "The stages' inputs (deps) and their md5 are in the json "
               "(`provenance.dvc_lock`).", "", "## Limits", ""]
     lines += [f"- {text}" for text in card.get("limits") or []]

@@ -1,24 +1,18 @@
 """``occlufer zoo publish``: a zoo entry built from a finished pipeline run, card included.
-
-Everything on the card is read from the run, nothing is typed in: ``models/model.pt``
-(+ ``history.csv``), ``reports/validate/metrics.json`` (the headline) with ``detail.json`` beside
-it (the other metrics, when there; see :func:`read_report`), ``params.yaml``, ``dvc.lock``,
-``git``, and the MLflow run that logged that ``model.pt`` (found by its sha256,
-:func:`occlufer.tracking.find_model_run`: its id, training time and hardware, which the DVC
-outputs do not hold; the machine that publishes stands in for the hardware when no run is
-found, :func:`hardware`). The weights are stored in fp16 when
-the fp16 copy keeps parity with fp32 on a batch of the run's own faces (:func:`fp16_parity`),
-else in fp32; either way :func:`occlufer.models.load_model` reads the file.
+Everything on the card is read from the run: ``models/model.pt``, validate's report,
+``params.yaml``, ``dvc.lock``, git, and the MLflow run that logged ``model.pt`` (by sha256).
+Weights are stored in fp16 when that keeps parity with fp32 (:func:`fp16_parity`).
 """
 
-from __future__ import annotations
-
+import contextlib
 import copy
 import datetime as dt
+import hashlib
 import json
 import os
 import subprocess
 from collections.abc import Mapping
+from functools import reduce
 from pathlib import Path
 from typing import Any
 
@@ -28,21 +22,14 @@ from occlufer import __version__
 from occlufer.errors import OccluferError
 from occlufer.hardware import hardware
 from occlufer.recipe import flat_keys
-from occlufer.tracking import HARDWARE_TAG
+from occlufer.tracking import HARDWARE_TAG, find_model_run, tracking_uri
 from occlufer.zoo import FORMAT, MAX_BYTES, check_name, preprocessing, sha256, zoo_dir
 
-#: fp16 weights are kept when, against fp32, no probability of the parity faces moves by more
-#: than this (a label can then change only where fp32's top two classes are within twice it:
-#: near-ties) and at least this share of the faces keep their label
+#: fp16 weights are kept when no probability of the parity faces moves by more than this
+#: against fp32 (labels change only at near-ties) and at least this share keep their label
 PARITY_MAX_PROB_DIFF = 0.01
 PARITY_MIN_AGREEMENT = 0.99
 PARITY_FACES = 512
-
-
-# ------------------------------------------------------------------------------ the weights
-def half_state_dict(state: Mapping[str, Any]) -> dict[str, Any]:
-    """Floating-point tensors in fp16, the rest (e.g. BatchNorm's counters) as they are."""
-    return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
 
 
 def _probs(model: Any, faces: np.ndarray) -> np.ndarray:
@@ -56,10 +43,9 @@ def _probs(model: Any, faces: np.ndarray) -> np.ndarray:
 
 
 def fp16_parity(model: Any, faces: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(fp16 state dict, parity): ``model`` (fp32, eval) against the same model with its
-    weights rounded to fp16 (loaded back into fp32, as :func:`load_model` does), on ``faces``.
-    Parity: ``argmax_agreement`` (share of faces with the same label), ``max_prob_diff``."""
-    half = half_state_dict(model.state_dict())
+    """(fp16 state dict, parity): ``model`` against itself with fp16-rounded weights loaded
+    back into fp32 (as :func:`load_model` does): ``argmax_agreement``, ``max_prob_diff``."""
+    half = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
     rounded = copy.deepcopy(model)
     rounded.load_state_dict(half)
     rounded.eval()
@@ -74,12 +60,10 @@ def fp16_parity(model: Any, faces: np.ndarray) -> tuple[dict[str, Any], dict[str
 
 
 def parity_faces(run: Path, image_size: int, n: int = PARITY_FACES) -> tuple[np.ndarray, str]:
-    """The run's own faces (``data/split/test``, else ``val``: the first ``n``), else
-    synthetic ones; returns (faces, where from)."""
+    """(faces, where from): the first ``n`` of the run's test (else val) split, else synthetic."""
     for split in ("test", "val"):
-        path = run / "data" / "split" / split / "images.npy"
         try:
-            images = np.load(path, mmap_mode="r")
+            images = np.load(run / "data" / "split" / split / "images.npy", mmap_mode="r")
         except (OSError, ValueError):
             continue
         if images.ndim == 3 and images.shape[1:] == (image_size, image_size) and len(images):
@@ -90,7 +74,6 @@ def parity_faces(run: Path, image_size: int, n: int = PARITY_FACES) -> tuple[np.
     return faces, "synthetic faces: occlufer.data.synthetic, seed 0"
 
 
-# ------------------------------------------------------------------------------ the run
 def _read_json(path: Path, what: str, fix: str) -> Any:
     if not path.is_file():
         raise OccluferError(f"{path}: no {what}; {fix}")
@@ -101,9 +84,7 @@ def _read_json(path: Path, what: str, fix: str) -> Any:
 
 
 def read_report(folder: Path, fix: str) -> dict[str, Any]:
-    """A validate report's metrics: ``metrics.json`` (the headline) merged with
-    ``detail.json`` (the rest) when present; a report from before the split has them all in
-    ``metrics.json``."""
+    """A validate report's metrics: ``metrics.json`` merged with ``detail.json`` if present."""
     from occlufer.evaluation.headline import DETAIL_FILE, HEADLINE_FILE
 
     head = _read_json(folder / HEADLINE_FILE, "validate report", fix)
@@ -112,7 +93,7 @@ def read_report(folder: Path, fix: str) -> dict[str, Any]:
 
 
 def _git_out(run: Path, *args: str, text: bool = True) -> Any:
-    """stdout of ``git args`` in ``run`` (str, or bytes with ``text=False``); None on failure."""
+    """stdout of ``git args`` in ``run`` (bytes with ``text=False``); None on failure."""
     try:
         out = subprocess.run(["git", *args], cwd=run, capture_output=True, text=text,
                              timeout=30, check=False)
@@ -130,6 +111,21 @@ def _git(run: Path) -> dict[str, Any]:
     return {"commit": commit.strip(), "dirty": bool(changed), "changed": changed[:30]}
 
 
+def _committed(run: Path, file: Path, digest: str, head: str | None) -> dict[str, str] | None:
+    """{commit, path} when ``run``'s checkout holds ``file``'s exact bytes at HEAD (``head``)."""
+    top = _git_out(run, "rev-parse", "--show-toplevel")
+    if not top or not head:
+        return None
+    try:
+        rel = file.resolve().relative_to(Path(top.strip()).resolve()).as_posix()
+    except ValueError:
+        return None
+    blob = _git_out(run, "show", f"HEAD:{rel}", text=False)
+    if blob is None or hashlib.sha256(blob).hexdigest() != digest:
+        return None
+    return {"commit": head, "path": rel}
+
+
 def _lock(path: Path) -> dict[str, Any]:
     import yaml
 
@@ -137,8 +133,7 @@ def _lock(path: Path) -> dict[str, Any]:
         raise OccluferError(f"{path}: no dvc.lock; publish from the folder of a finished "
                             "pipeline run (`dvc exp run -S experiment=fer2013_cpu`)")
     try:
-        lock = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        return dict(lock["stages"])
+        return dict((yaml.safe_load(path.read_text(encoding="utf-8")) or {})["stages"])
     except (yaml.YAMLError, KeyError, TypeError, ValueError):
         raise OccluferError(f"{path}: not a DVC lock file (no `stages`); run the pipeline "
                             "(`dvc repro`) to write it") from None
@@ -146,13 +141,10 @@ def _lock(path: Path) -> dict[str, Any]:
 
 def data_hashes(stages: Mapping[str, Any]) -> dict[str, Any]:
     """Per stage of ``dvc.lock``: md5 of its outs and deps (``.dir`` for folders)."""
-    out: dict[str, Any] = {}
-    for stage, body in stages.items():
-        body = body or {}
-        out[stage] = {kind: {str(e["path"]): e.get("md5") for e in body.get(kind, []) or []
-                             if isinstance(e, Mapping) and "path" in e}
-                      for kind in ("outs", "deps")}
-    return out
+    return {stage: {kind: {str(e["path"]): e.get("md5") for e in (body or {}).get(kind) or []
+                           if isinstance(e, Mapping) and "path" in e}
+                    for kind in ("outs", "deps")}
+            for stage, body in stages.items()}
 
 
 def _check_lock_params(stages: Mapping[str, Any], params: Mapping[str, Any], lock: Path,
@@ -161,57 +153,39 @@ def _check_lock_params(stages: Mapping[str, Any], params: Mapping[str, Any], loc
     for stage, body in stages.items():
         recorded = ((body or {}).get("params") or {}).get("params.yaml") or {}
         for key, value in recorded.items():
-            if _get(params, key) != value:
+            if reduce(lambda d, k: d.get(k) if isinstance(d, Mapping) else None,
+                      key.split("."), params) != value:
                 raise OccluferError(f"{params_path}: `{key}` differs from what {lock} recorded "
                                     f"for stage {stage}, so models/ was not trained with it; "
                                     "publish from the run's own workspace (`dvc exp apply "
                                     "<exp>`, or rerun `dvc repro`)")
 
 
-def _get(data: Mapping[str, Any], dotted: str) -> Any:
-    node: Any = data
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
-def _composed(conf: Path, overrides: list[str]) -> dict[str, Any]:
-    """``conf`` composed as ``dvc exp run`` writes params.yaml (YAML round trip)."""
+def recipe_of(params: Mapping[str, Any], conf: Path, recipe: str | None) -> dict[str, Any]:
+    """The recipe (``conf/experiment/<recipe>.yaml``) and how the run's params differ from it;
+    without ``recipe``, the experiment composing to params.yaml (else ``custom``)."""
     import yaml
     from omegaconf import OmegaConf
 
     from occlufer.config import compose
 
-    data = compose(overrides, conf)
-    return yaml.safe_load(OmegaConf.to_yaml(OmegaConf.create(dict(data))))
-
-
-def recipe_of(params: Mapping[str, Any], conf: Path, recipe: str | None) -> dict[str, Any]:
-    """The recipe (``conf/experiment/<recipe>.yaml``) and how the run's params differ from it.
-
-    Without ``recipe``, the experiment whose composition equals params.yaml (``default``: the
-    base config), else ``custom``.
-    """
     if not (conf / "config.yaml").is_file():
         return {"name": recipe or "custom", "conf": None, "overrides": None,
                 "note": f"{conf}/ not found: params not compared with the recipe"}
     candidates = [recipe] if recipe else [
         None, *sorted(p.stem for p in (conf / "experiment").glob("*.yaml"))]
     flat = flat_keys(params)
-    best: tuple[str, dict[str, Any]] | None = None
-    for cand in candidates:
-        composed = flat_keys(_composed(conf, [f"experiment={cand}"] if cand else []))
+    for cand in candidates:  # composed as `dvc exp run` writes params.yaml (YAML round trip)
+        data = compose([f"experiment={cand}"] if cand else [], conf)
+        composed = flat_keys(yaml.safe_load(OmegaConf.to_yaml(OmegaConf.create(dict(data)))))
         diff = {k: {"recipe": composed.get(k), "run": flat.get(k)}
                 for k in sorted(set(composed) | set(flat)) if composed.get(k) != flat.get(k)}
         if recipe or not diff:
-            best = (cand or "default", diff)
             break
-    if best is None:
+    else:
         return {"name": "custom", "conf": None, "overrides": None,
                 "note": "params.yaml matches no conf/experiment option; name it with --recipe"}
-    name, diff = best
+    name = cand or "default"
     return {"name": name, "conf": (f"conf/experiment/{name}.yaml" if name != "default"
                                    else "conf/config.yaml"),
             "command": ("dvc exp run" + (f" -S experiment={name}" if name != "default" else "")
@@ -241,9 +215,8 @@ def evaluation(metrics: Mapping[str, float], validate: Mapping[str, Any]) -> dic
     for t in types:
         row = _group(metrics, f"{occ}{t}")
         row.pop("ece", None)
-        for m in ("acc_at_gap", "gap", "auc"):
-            if f"{rob}/{t}/{m}" in metrics:
-                row[m] = float(metrics[f"{rob}/{t}/{m}"])
+        row.update({m: float(metrics[f"{rob}/{t}/{m}"]) for m in ("acc_at_gap", "gap", "auc")
+                    if f"{rob}/{t}/{m}" in metrics})
         occluders[t] = row
     note = ("held-out test split (data/split/test): training never read it and it did not "
             "select the epoch" if split == "test" else
@@ -262,34 +235,11 @@ def evaluation(metrics: Mapping[str, float], validate: Mapping[str, Any]) -> dic
     return out
 
 
-def _committed(run: Path, file: Path, digest: str, head: str | None) -> dict[str, str] | None:
-    """Where git holds ``file`` with exactly these bytes: {commit, path} at ``run``'s HEAD (the
-    commit ``head``, from :func:`_git`) when the file is inside that checkout and committed
-    unchanged, else None."""
-    import hashlib
-
-    top = _git_out(run, "rev-parse", "--show-toplevel")
-    if not top or not head:
-        return None
-    try:
-        rel = file.resolve().relative_to(Path(top.strip()).resolve()).as_posix()
-    except ValueError:
-        return None
-    blob = _git_out(run, "show", f"HEAD:{rel}", text=False)
-    if blob is None or hashlib.sha256(blob).hexdigest() != digest:
-        return None
-    return {"commit": head, "path": rel}
-
-
 def teacher_of(meta: Mapping[str, Any], params: Mapping[str, Any], run: Path,
                head: str | None) -> dict[str, Any] | None:
-    """The teacher a distilled model learned from (``train.teacher``), for the card: what
-    ``model.pt`` recorded (:func:`occlufer.training.distill.provenance`), else — a model trained
-    before train recorded it — the file the reference names now, said so in ``source``. A
-    teacher committed to the run's git checkout at ``head`` (a zoo file) gets ``git``: the
-    commit and path that hold those bytes, since ``zoo:NAME`` itself moves on when the zoo is
-    republished. An MLflow reference is not fetched."""
-    from occlufer.inference.predictor import resolve_model_file
+    """A distilled model's teacher: as ``model.pt`` recorded it, else the file ``train.teacher``
+    names now; with ``git`` (commit, path) when the checkout holds those bytes at ``head``."""
+    from occlufer.model_files import resolve_model_file
 
     train = params.get("train") or {}
     recorded = meta.get("teacher")
@@ -299,23 +249,19 @@ def teacher_of(meta: Mapping[str, Any], params: Mapping[str, Any], run: Path,
     local = "://" not in ref and not ref.startswith(("runs:/", "models:/"))  # no download
     file: Path | None = None
     if local:
-        try:
+        with contextlib.suppress(OccluferError):
             file = resolve_model_file(ref)
-        except OccluferError:
-            file = None
     if recorded is not None:
         out = {**recorded, "source": "model.pt (recorded by train)"}
     else:
+        old = "not recorded by model.pt (trained before train recorded its teacher)"
         out = {"ref": ref, "distill": train.get("distill"),
                "temperature": train.get("distill_temperature"),
                "sha256": sha256(file) if file is not None else None,
-               "source": "not recorded by model.pt (trained before train recorded its teacher): "
-                         "the file the reference names when the card was published"}
-        if not local:
-            out["source"] = ("not recorded by model.pt (trained before train recorded its "
-                             "teacher); an MLflow reference is not fetched to publish")
-        elif file is None:
-            out["source"] = "not recorded by model.pt, and the reference no longer resolves"
+               "source": (f"{old}; an MLflow reference is not fetched to publish" if not local
+                          else "not recorded by model.pt, and the reference no longer resolves"
+                          if file is None else
+                          f"{old}: the file the reference names when the card was published")}
     where = (_committed(run, file, out["sha256"], head)
              if file is not None and out.get("sha256") else None)
     if where:
@@ -323,23 +269,10 @@ def teacher_of(meta: Mapping[str, Any], params: Mapping[str, Any], run: Path,
     return out
 
 
-def mlflow_run(model_file: Path, run: Path) -> Any | None:
-    """The MLflow run that logged ``model_file`` (by its sha256), in ``MLFLOW_TRACKING_URI`` or
-    else ``run``'s own ``mlflow.db``; None when there is none or the store cannot be read (the
-    card then says what it fell back to)."""
-    from occlufer import tracking
-
-    try:
-        return tracking.find_model_run(model_file, tracking.tracking_uri(run))
-    except Exception:  # noqa: BLE001 - an unreachable server or broken store: not on the card
-        return None
-
-
 def training_time(meta: Mapping[str, Any], history: Path,
                   run: Any | None = None) -> dict[str, Any]:
-    """``train_seconds`` from model.pt when train recorded it (older runs), else the MLflow
-    ``run``'s ``train/seconds`` metric, else the sum of the epochs' ``train/epoch_seconds`` in
-    history.csv (older runs); ``epochs`` from history.csv."""
+    """``seconds`` from model.pt (older runs), else the MLflow ``run``'s ``train/seconds``,
+    else the sum of history.csv's ``train/epoch_seconds``; ``epochs`` from history.csv."""
     import pandas as pd
 
     frame = pd.read_csv(history) if history.is_file() else pd.DataFrame()
@@ -348,15 +281,14 @@ def training_time(meta: Mapping[str, Any], history: Path,
         return {"seconds": float(meta["train_seconds"]), **out,
                 "source": "model.pt (train_seconds, recorded by train)"}
     seconds = run.data.metrics.get("train/seconds") if run is not None else None
+    what = "training and per-epoch validation, not data preparation or the validate stage)"
     if seconds is not None:
         return {"seconds": round(float(seconds), 1), **out,
                 "source": f"MLflow run {run.info.run_id} (train/seconds: the sum of the "
-                          "epochs' training and per-epoch validation, not data preparation or "
-                          "the validate stage)"}
+                          f"epochs' {what}"}
     if "train/epoch_seconds" in frame:
         return {"seconds": round(float(frame["train/epoch_seconds"].sum()), 1), **out,
-                "source": f"{history.name} (sum of train/epoch_seconds: training and "
-                          "per-epoch validation, not data preparation or the validate stage)"}
+                "source": f"{history.name} (sum of train/epoch_seconds: {what}"}
     return {"seconds": None, **out, "source": "not recorded"}
 
 
@@ -395,20 +327,30 @@ def limits(card: Mapping[str, Any], params: Mapping[str, Any]) -> list[str]:
     return out
 
 
-# ------------------------------------------------------------------------------ publish
+def _save(card: Mapping[str, Any], out_json: Path, out_md: Path,
+          weights: tuple[Path, Path] | None = None) -> None:
+    """Write the card's json and Markdown whole, after moving the staged ``weights`` in place."""
+    from occlufer.zoo.card import render
+
+    staged = []
+    for path, text in ((out_json, json.dumps(card, indent=2) + "\n"), (out_md, render(card))):
+        staged.append((path.with_suffix(path.suffix + ".tmp"), path))
+        staged[-1][0].write_text(text, encoding="utf-8")
+    for tmp, path in ([weights] if weights else []) + staged:
+        os.replace(tmp, path)
+
+
 def publish(name: str, *, run: Path | None = None, models: str = "models",
             report: str = "reports/validate", params: str = "params.yaml",
             lock: str = "dvc.lock", recipe: str | None = None, conf: str = "conf",
             title: str | None = None, folder: Path | None = None) -> dict[str, Any]:
-    """Write ``<name>.pt``, ``<name>.json`` and ``<name>.md`` into ``folder`` (the zoo) from
-    the finished pipeline run in ``run`` (default: the working directory); returns the card.
-    Paths are relative to ``run``. An existing entry of that name is replaced."""
+    """Write ``<name>.{pt,json,md}`` into ``folder`` (the zoo) from the pipeline run in ``run``
+    (default: the working directory; other paths relative to it); returns the card."""
     import torch
     import yaml
 
     from occlufer.config import load_params
     from occlufer.models import load_model
-    from occlufer.zoo.card import render
 
     check_name(name)
     run = Path(run) if run is not None else Path()
@@ -431,12 +373,12 @@ def publish(name: str, *, run: Path | None = None, models: str = "models",
     faces, faces_from = parity_faces(run, size)
     half, parity = fp16_parity(model, faces)
     parity["faces_from"] = faces_from
-    state = half if parity["parity"] else model.state_dict()
     record = {k: v for k, v in meta.items() if k != "state_dict"}
     folder.mkdir(parents=True, exist_ok=True)
     out_pt = folder / f"{name}.pt"
     tmp_pt = out_pt.with_suffix(".pt.tmp")
-    torch.save({**record, "state_dict": state}, tmp_pt)
+    torch.save({**record, "state_dict": half if parity["parity"] else model.state_dict()},
+               tmp_pt)
     nbytes = tmp_pt.stat().st_size
     if nbytes > MAX_BYTES:
         tmp_pt.unlink()
@@ -445,10 +387,10 @@ def publish(name: str, *, run: Path | None = None, models: str = "models",
                             f"{MAX_BYTES / 2**20:.0f} MB (it is committed to git): publish a "
                             "smaller model (e.g. the fer2013_cpu recipe's)")
 
-    history = run / models / "history.csv"
-    tracked = mlflow_run(pt, run)
+    tracked = None  # the MLflow run that logged model.pt (by sha256), in the run's store
+    with contextlib.suppress(Exception):  # an unreachable server or broken store: not on it
+        tracked = find_model_run(pt, tracking_uri(run))
     recipe_info = recipe_of(raw, run / conf, recipe)
-    evaluated = evaluation(metrics, checked["validate"])
     hw, hw_source = meta.get("hardware"), "model.pt (recorded by train)"
     if not hw and tracked is not None and tracked.data.tags.get(HARDWARE_TAG):
         hw = json.loads(tracked.data.tags[HARDWARE_TAG])
@@ -481,9 +423,9 @@ def publish(name: str, *, run: Path | None = None, models: str = "models",
             "occlufer_version": __version__,
             "torch_version": torch.__version__,
         },
-        "training": {**training_time(meta, history, tracked), "hardware": hw,
-                     "hardware_source": hw_source},
-        "evaluation": evaluated,
+        "training": {**training_time(meta, run / models / "history.csv", tracked),
+                     "hardware": hw, "hardware_source": hw_source},
+        "evaluation": evaluation(metrics, checked["validate"]),
         "occlufer_version": __version__,
     }
     summary = run / "data" / "acquired" / "summary.json"
@@ -495,40 +437,26 @@ def publish(name: str, *, run: Path | None = None, models: str = "models",
     if taught:
         card["training"]["teacher"] = taught
     card["limits"] = limits(card, raw)
-
-    out_json, out_md = folder / f"{name}.json", folder / f"{name}.md"
-    for path, text in ((out_json, json.dumps(card, indent=2, sort_keys=False) + "\n"),
-                       (out_md, render(card))):
-        path.with_suffix(path.suffix + ".tmp").write_text(text, encoding="utf-8")
-    os.replace(tmp_pt, out_pt)
-    for path in (out_json, out_md):
-        os.replace(path.with_suffix(path.suffix + ".tmp"), path)
+    _save(card, folder / f"{name}.json", folder / f"{name}.md", (tmp_pt, out_pt))
     return card
 
 
 def refresh(name: str, folder: Path | None = None) -> dict[str, Any]:
-    """Re-generate the parts of an entry's card that describe occlufer rather than the run —
-    the preprocessing (face detection included), the test-time views, the limits — and its
-    Markdown, after the code they describe changed. The weights and every figure of the run
-    (provenance, training, evaluation) are kept as they are."""
+    """Re-generate the card's parts describing occlufer, not the run (preprocessing, test-time
+    views, limits), and its Markdown; weights and figures stay."""
     from occlufer import zoo
-    from occlufer.zoo.card import render
 
     entry = zoo.verify(name, folder)
     card = json.loads(entry.json.read_text(encoding="utf-8"))
     card["preprocessing"] = zoo.preprocessing(int(card["image_size"]))
     card["model"].setdefault("tta_shift", 0)  # cards written before tta_shift existed
     card["limits"] = limits(card, card["recipe"].get("params") or {})
-    for path, text in ((entry.json, json.dumps(card, indent=2, sort_keys=False) + "\n"),
-                       (entry.md, render(card))):
-        path.with_suffix(path.suffix + ".tmp").write_text(text, encoding="utf-8")
-        os.replace(path.with_suffix(path.suffix + ".tmp"), path)
+    _save(card, entry.json, entry.md)
     return card
 
 
 def check(name: str, report: Path, folder: Path | None = None) -> tuple[bool, str]:
-    """Whether a fresh run's clean accuracy (``report/metrics.json``, the card's split) lies in
-    the card's interval; (within, one line)."""
+    """(within, one line): whether a fresh run's clean accuracy lies in the card's interval."""
     from occlufer.zoo import verify
 
     entry = verify(name, folder)
@@ -547,9 +475,8 @@ def check(name: str, report: Path, folder: Path | None = None) -> tuple[bool, st
     acc = float(metrics[key])
     low, high = float(head["ci_low"]), float(head["ci_high"])
     within = low <= acc <= high
-    fresh_ci = ""
-    if f"{key}_ci_low" in metrics and f"{key}_ci_high" in metrics:
-        fresh_ci = f" [{metrics[f'{key}_ci_low']:.3f}, {metrics[f'{key}_ci_high']:.3f}]"
+    fresh_ci = (f" [{metrics[f'{key}_ci_low']:.3f}, {metrics[f'{key}_ci_high']:.3f}]"
+                if f"{key}_ci_low" in metrics and f"{key}_ci_high" in metrics else "")
     level = entry.card["evaluation"].get("ci_level")
     lvl = f"{level:.0%} " if isinstance(level, float) else ""
     return within, (f"zoo check {name}: fresh {key} {acc:.4f}{fresh_ci} is "

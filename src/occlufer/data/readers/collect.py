@@ -1,12 +1,9 @@
-"""What every dataset reader shares: the result (:class:`Acquired`), the collector that streams
-kept faces into the store in input order and dedupes them by pixel hash, split names, the
-keypoint columns, and the one-line :class:`AcquireError`.
-"""
+"""What the dataset readers share: the result, the collector that streams kept faces into the
+store (deduped by pixel hash), split names, the keypoint columns and :class:`AcquireError`."""
 
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,15 +56,13 @@ class Acquired:
         return self.read - len(self.rejects)
 
 
-class _Collector:
+class Collector:
     """Appends kept faces to the store in input order; dedupes by pixel hash; counts."""
 
     def __init__(self, out: Path, cfg: AcquireCfg) -> None:
         self.writer = StoreWriter(out, (cfg.image_size, cfg.image_size))
         self.cfg = cfg
-        self.cols: dict[str, list] = {k: [] for k in ("id", "label", "group", "source_path",
-                                                      "source_split", "face_box")}
-        self.points: list[np.ndarray] = []  # per row: the keypoint columns' values
+        self.rows: list[tuple] = []  # id, label, group, path, split, box, keypoint values
         self.rejects: list[tuple[str, str]] = []
         self.seen: dict[bytes, tuple[str, str]] = {}
         self.read = 0
@@ -89,16 +84,12 @@ class _Collector:
             group = first[1]  # kept, but on the same side of every split as its twin
         else:
             self.seen[digest] = (path, group)
+        n_kp = len(KEYPOINT_COLUMNS)
         for k, (image, box, kp) in enumerate(zip(images, boxes, points, strict=True)):
-            self.cols["id"].append(ident if len(images) == 1 else f"{ident}#{k}")
-            self.cols["label"].append(label)
-            self.cols["group"].append(group)
-            self.cols["source_path"].append(path)
-            self.cols["source_split"].append(split)
-            self.cols["face_box"].append(box)
-            self.points.append(np.asarray(kp, np.float32).reshape(-1)
-                               if kp is not None and np.size(kp) == len(KEYPOINT_COLUMNS)
-                               else np.full(len(KEYPOINT_COLUMNS), np.nan, np.float32))
+            kp = (np.asarray(kp, np.float32).reshape(-1) if kp is not None and np.size(kp) == n_kp
+                  else np.full(n_kp, np.nan, np.float32))
+            self.rows.append((ident if len(images) == 1 else f"{ident}#{k}", label, group, path,
+                              split, box, kp))
             self._buffer.append(image)
         if len(self._buffer) >= 4096:
             self._flush()
@@ -110,34 +101,22 @@ class _Collector:
 
     def finish(self, notes: dict[str, int]) -> Acquired:
         self._flush()
-        cols = dict(self.cols)
-        if self.cfg.source != "photos":
-            cols.pop("face_box")
-        manifest = pd.DataFrame(cols)
-        manifest.insert(2, "source", self.cfg.source)
-        manifest["label"] = pd.Categorical(manifest["label"], categories=list(self.cfg.classes))
-        manifest = manifest[["id", "label", "group", "source", "source_path", "source_split",
-                             *(["face_box"] if "face_box" in cols else [])]]
-        points = np.array(self.points, dtype=np.float32).reshape(-1, len(KEYPOINT_COLUMNS))
-        manifest = manifest.assign(**dict(zip(KEYPOINT_COLUMNS, points.T, strict=True)))
+        columns = [list(c) for c in zip(*self.rows, strict=True)] or [[]] * 7
+        ids, labels, groups, paths, splits, boxes, points = columns
+        points = np.array(points, dtype=np.float32).reshape(-1, len(KEYPOINT_COLUMNS))
+        manifest = pd.DataFrame({
+            "id": ids, "label": pd.Categorical(labels, categories=list(self.cfg.classes)),
+            "group": groups, "source": self.cfg.source, "source_path": paths,
+            "source_split": splits, **({"face_box": boxes} if self.cfg.source == "photos" else {}),
+            **dict(zip(KEYPOINT_COLUMNS, points.T, strict=True))})
         self.writer.close(manifest)
         return Acquired(manifest, self.rejects, self.read, notes)
 
 
-def _digest(gray: np.ndarray) -> bytes:
-    h = hashlib.blake2b(digest_size=16)
-    h.update(np.asarray(gray.shape, dtype=np.int64).tobytes())
-    h.update(np.ascontiguousarray(gray).tobytes())
-    return h.digest()
-
-
-def _workers(cfg: AcquireCfg) -> int:
-    if cfg.workers:
-        return cfg.workers
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+def pixel_digest(gray: np.ndarray) -> bytes:
+    """16-byte BLAKE2b of the shape and pixels (the dedupe key)."""
+    shape = np.asarray(gray.shape, dtype=np.int64).tobytes()
+    return hashlib.blake2b(shape + np.ascontiguousarray(gray).tobytes(), digest_size=16).digest()
 
 
 def existing_path(value: str | None, key: str, want_dir: bool) -> Path:
@@ -146,8 +125,7 @@ def existing_path(value: str | None, key: str, want_dir: bool) -> Path:
     if value is None:
         raise AcquireError(f"`acquire.{key}` is not set; run with -S acquire.{key}=/abs/path")
     path = Path(value).expanduser()
-    ok = path.is_dir() if want_dir else path.is_file()
-    if not ok:
+    if not (path.is_dir() if want_dir else path.is_file()):
         what = "is not a " + kind if path.exists() else "does not exist"
         raise AcquireError(f"`acquire.{key}` = {value!r} {what} (from {Path.cwd()}); "
                            f"set -S acquire.{key}=<absolute path of the dataset {kind}>")

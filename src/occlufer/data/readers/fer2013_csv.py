@@ -1,11 +1,10 @@
-"""``fer2013_csv``: ``emotion,pixels[,Usage]`` rows of 48×48 space-separated pixels.
-
-The CSV is read in chunks and each chunk's pixels are parsed by NumPy at once; a FER+ vote CSV
-(``acquire.labels_path``) optionally relabels it, joined row by row.
-"""
+"""``fer2013_csv``: ``emotion,pixels[,Usage]`` rows of 48×48 pixels, read in chunks; a FER+
+vote CSV (``acquire.labels_path``) optionally relabels it, joined row by row."""
 
 from __future__ import annotations
 
+import re
+from itertools import compress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,14 +13,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from occlufer.data.images import resize
-from occlufer.data.readers.collect import (
-    Acquired,
-    AcquireError,
-    _Collector,
-    _digest,
-    existing_path,
-    normalise_split,
-)
+from occlufer.data.readers import collect
+from occlufer.data.readers.collect import AcquireError
 from occlufer.labels import FER2013_CODES, LABELS, canonical
 
 if TYPE_CHECKING:  # the schema: config sits above data (it checks acquire.detector by name)
@@ -43,48 +36,28 @@ def _ferplus_labels(path: Path) -> list[str | tuple[str]]:
         raise AcquireError(f"`acquire.labels_path` = {str(path)!r}: no vote columns named like "
                            f"labels ({', '.join(LABELS)}); expected a FER+ fer2013new.csv")
     counts = votes[cols].apply(pd.to_numeric, errors="coerce").fillna(0).to_numpy(float)
+    special = {"nf": "ferplus: majority says not a face (NF)",
+               "unknown": "ferplus: majority says unknown"}
     out: list[str | tuple[str]] = []
-    top = counts.max(axis=1)
-    for row, best in zip(counts, top, strict=True):
+    for row, best in zip(counts, counts.max(axis=1), strict=True):
         winners = [names[cols[j]] for j in np.flatnonzero(row == best)]
         if best <= 0:
             out.append(("ferplus: no votes",))
         elif len(winners) > 1:
             out.append((f"ferplus: votes tied between {', '.join(winners)}",))
-        elif winners[0] == "nf":
-            out.append(("ferplus: majority says not a face (NF)",))
-        elif winners[0] == "unknown":
-            out.append(("ferplus: majority says unknown",))
         else:
-            out.append(winners[0])
+            out.append((special[winners[0]],) if winners[0] in special else winners[0])
     return out
 
 
 def _parse_pixel_rows(rows: list[str], n_pix: int) -> tuple[np.ndarray, np.ndarray]:
-    """Space-separated decimal pixel rows → (ok mask, ok-rows × n_pix int16), vectorised.
-
-    A row is ok when it holds exactly ``n_pix`` tokens of 1-3 digits; values above 255 are left
-    for the caller to reject. No per-pixel Python: one pass of NumPy over the chunk's bytes.
-    """
-    n = len(rows)
-    lens = np.fromiter(map(len, rows), dtype=np.int64, count=n)
-    buf = np.frombuffer(("\n".join(rows) + "\n").encode("ascii", "replace"), dtype=np.uint8)
-    starts = np.r_[0, np.cumsum(lens + 1)[:-1]]
-    digit = (buf >= 48) & (buf <= 57)
-    space = buf == 32
-    other = ~(digit | space) & (buf != 10)
-    ok = (np.add.reduceat(space, starts, dtype=np.int32) == n_pix - 1) & (lens > 0)
-    ok &= np.add.reduceat(other, starts, dtype=np.int32) == 0
-    ends = np.flatnonzero(~digit)                      # one separator after every token
-    tok_len = ends - np.r_[0, ends[:-1] + 1]
-    odd = ends[(tok_len < 1) | (tok_len > 3)]          # empty or over-long tokens (rare)
-    ok[np.searchsorted(starts, odd, side="right") - 1] = False
-    sel = np.repeat(ok, np.add.reduceat(~digit, starts, dtype=np.int32))
-    e, ln = ends[sel], tok_len[sel].astype(np.int16)
-    d = buf.view(np.int8)                              # digits are < 128
-    values = ((d[e - 1] - 48).astype(np.int16) + (ln >= 2) * 10 * (d[e - 2] - 48)
-              + (ln >= 3) * 100 * (d[e - 3].astype(np.int16) - 48))
-    return ok, values.reshape(-1, n_pix)
+    """(ok mask, rows × n_pix int16): ok rows are ``n_pix`` space-separated values 0-255."""
+    pattern = re.compile(rf"\d{{1,3}}(?: \d{{1,3}}){{{n_pix - 1}}}", re.ASCII)
+    ok = np.fromiter((pattern.fullmatch(r) is not None for r in rows), bool, len(rows))
+    parsed = np.zeros((len(rows), n_pix), dtype=np.int16)  # bad rows stay 0
+    text = " ".join(compress(rows, ok))  # NumPy's C parser reads them all at once
+    parsed[ok] = np.fromstring(text, dtype=np.int16, sep=" ").reshape(-1, n_pix) if text else 0
+    return ok & (parsed.max(axis=1) <= 255), parsed
 
 
 def _bad_pixels(text: str) -> str:
@@ -101,12 +74,12 @@ def _bad_pixels(text: str) -> str:
     return "bad_row: malformed pixel value (more than 3 digits)"
 
 
-def read_fer2013_csv(cfg: AcquireCfg, out: Path) -> Acquired:
+def read_fer2013_csv(cfg: AcquireCfg, out: Path) -> collect.Acquired:
     """``fer2013_csv``: chunked ``read_csv``, pixels parsed by NumPy a chunk at a time."""
-    path = existing_path(cfg.path, "path", want_dir=False)
-    fer_plus = (_ferplus_labels(existing_path(cfg.labels_path, "labels_path", want_dir=False))
+    path = collect.existing_path(cfg.path, "path", want_dir=False)
+    fer_plus = (_ferplus_labels(collect.existing_path(cfg.labels_path, "labels_path", False))
                 if cfg.labels_path else None)
-    collector = _Collector(out, cfg)
+    collector = collect.Collector(out, cfg)
     name, n_pix, row0 = path.name, FER_SIDE * FER_SIDE, 0
     try:
         chunks = pd.read_csv(path, dtype=object, keep_default_na=False, chunksize=1024)
@@ -117,10 +90,7 @@ def read_fer2013_csv(cfg: AcquireCfg, out: Path) -> Acquired:
                 raise AcquireError(f"{path}: missing column(s) {sorted(missing)}; expected the "
                                    "FER2013 header emotion,pixels,Usage")
             pixels = [str(v).strip() for v in chunk["pixels"]]
-            good, values = _parse_pixel_rows(pixels, n_pix)
-            parsed = np.zeros((len(chunk), n_pix), dtype=np.int16)
-            parsed[good] = values
-            in_range = parsed.max(axis=1) <= 255
+            good, parsed = _parse_pixel_rows(pixels, n_pix)
             usage = chunk["usage"] if "usage" in chunk.columns else pd.Series("", chunk.index)
             for j, (emotion, use) in enumerate(zip(chunk["emotion"], usage, strict=True)):
                 i = row0 + j
@@ -129,30 +99,30 @@ def read_fer2013_csv(cfg: AcquireCfg, out: Path) -> Acquired:
                 if not (code.isdigit() and int(code) < len(FER2013_CODES)):
                     collector.reject(where, f"bad_row: emotion code {emotion!r} not in 0-6")
                     continue
-                if not (good[j] and in_range[j]):
+                if not good[j]:
                     collector.reject(where, _bad_pixels(pixels[j]))
                     continue
-                split = normalise_split(use) if use.strip() else ""
+                split = collect.normalise_split(use) if use.strip() else ""
                 if split is None:
                     collector.reject(where, f"bad_row: Usage {use!r} is not Training, "
                                             "PublicTest or PrivateTest")
                     continue
-                label: str | None = FER2013_CODES[int(code)]
+                label = FER2013_CODES[int(code)]
                 if fer_plus is not None:
                     if i >= len(fer_plus):
                         raise AcquireError(f"`acquire.labels_path` has fewer rows than {path} "
                                            f"(no row for line {i + 2}); FER+ joins row by row")
-                    label = fer_plus[i] if isinstance(fer_plus[i], str) else None
-                    if label is None:
-                        collector.reject(where, fer_plus[i][0])
-                        continue
+                    label = fer_plus[i]
+                if isinstance(label, tuple):  # FER+ says why not
+                    collector.reject(where, label[0])
+                    continue
                 if label not in cfg.classes:
                     collector.reject(where, f"not_selected: class {label!r} is not in "
                                             "acquire.classes")
                     continue
                 gray = parsed[j].astype(np.uint8).reshape(FER_SIDE, FER_SIDE)
                 ident = f"row-{i:06d}"
-                collector.add(where, _digest(gray), [resize(gray, cfg.image_size)],
+                collector.add(where, collect.pixel_digest(gray), [resize(gray, cfg.image_size)],
                               ident=ident, label=label, group=ident, split=split)
             row0 += len(chunk)
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:

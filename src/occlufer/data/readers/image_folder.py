@@ -1,9 +1,5 @@
-"""``image_folder`` and ``photos``: ``root/<class>/**/<image>`` or
-``root/<split>/<class>/**/<image>``.
-
-The folder is scanned first (sorted, hidden entries skipped); then a process pool decodes the
-images (and, for photos, detects the faces) :data:`CHUNK` files per task, in input order.
-"""
+"""``image_folder`` and ``photos``: ``root/[<split>/]<class>/**/<image>``, scanned sorted without
+hidden entries, then decoded (and faces detected) by a process pool, :data:`CHUNK` files a task."""
 
 from __future__ import annotations
 
@@ -21,15 +17,8 @@ from tqdm import tqdm
 
 from occlufer.data import faces as face_detection
 from occlufer.data.images import EXTENSIONS, Reject, center_square, load_gray
-from occlufer.data.readers.collect import (
-    Acquired,
-    AcquireError,
-    _Collector,
-    _digest,
-    _workers,
-    existing_path,
-    normalise_split,
-)
+from occlufer.data.readers import collect
+from occlufer.data.readers.collect import AcquireError
 from occlufer.errors import ignore_interrupt
 from occlufer.labels import LABELS, canonical
 
@@ -48,46 +37,37 @@ class _Item:
     group: str
 
 
-def _visible(entries: Iterator[os.DirEntry], hidden: Counter) -> list[os.DirEntry]:
-    out = []
-    for e in entries:
-        if e.name.startswith("."):
-            hidden["hidden_skipped"] += 1
-        else:
-            out.append(e)
-    return sorted(out, key=lambda e: e.name)
+def _visible(folder: str | Path, hidden: Counter) -> list[os.DirEntry]:
+    """The entries of ``folder`` by name; hidden ones are only counted."""
+    with os.scandir(folder) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    hidden.update("hidden_skipped" for e in entries if e.name.startswith("."))
+    return [e for e in entries if not e.name.startswith(".")]
 
 
 def _files_under(folder: str, hidden: Counter) -> list[str]:
     """Every non-hidden file below ``folder`` (recursive, sorted)."""
     files, stack = [], [folder]
     while stack:
-        with os.scandir(stack.pop()) as it:
-            entries = _visible(it, hidden)
-        stack.extend(sorted((e.path for e in entries if e.is_dir()), reverse=True))
+        entries = _visible(stack.pop(), hidden)
+        stack.extend(reversed([e.path for e in entries if e.is_dir()]))
         files.extend(e.path for e in entries if not e.is_dir())
     return files
 
 
-def scan_folder(root: Path, cfg: AcquireCfg, collector: _Collector) -> tuple[list[_Item],
-                                                                           dict[str, int]]:
+def scan_folder(root: Path, cfg: AcquireCfg,
+                collector: collect.Collector) -> tuple[list[_Item], dict[str, int]]:
     """Inputs of an image folder; rejects what cannot be an input (wrong level, extension)."""
     notes: Counter = Counter()
-    with os.scandir(root) as it:
-        top = _visible(it, notes)
+    top = _visible(root, notes)
     top_dirs = [e for e in top if e.is_dir()]
-    split_layout = bool(top_dirs) and all(normalise_split(e.name) for e in top_dirs)
-    splits = [(normalise_split(e.name), e) for e in top_dirs] if split_layout else [("", None)]
-    class_dirs: list[tuple[str, os.DirEntry]] = []
-    loose: list[str] = [e.path for e in top if not e.is_dir()]
-    for split, entry in splits:
-        if entry is None:
-            level = top
-        else:
-            with os.scandir(entry.path) as it:
-                level = _visible(it, notes)
-            loose += [e.path for e in level if not e.is_dir()]
-        class_dirs += [(split, e) for e in level if e.is_dir()]
+    split_layout = bool(top_dirs) and all(collect.normalise_split(e.name) for e in top_dirs)
+    levels = ([(collect.normalise_split(e.name), _visible(e.path, notes)) for e in top_dirs]
+              if split_layout else [("", top)])
+    loose = [e.path for e in top if not e.is_dir()]
+    if split_layout:
+        loose += [e.path for _, level in levels for e in level if not e.is_dir()]
+    class_dirs = [(split, e) for split, level in levels for e in level if e.is_dir()]
     unknown = sorted({e.name for _, e in class_dirs if canonical(e.name) is None})
     if unknown and cfg.unknown_labels == "error":
         raise AcquireError(
@@ -117,54 +97,41 @@ def scan_folder(root: Path, cfg: AcquireCfg, collector: _Collector) -> tuple[lis
         collector.reject(Path(path).relative_to(root).as_posix(),
                          "layout: not inside a class folder (root/<class>/... or "
                          "root/<split>/<class>/...)")
-    # a class folder that exists but holds no file (a class without any folder is no note:
-    # the stage warns about every class left without images)
+    # an existing class folder without files (the stage warns about classes without images)
     present = {canonical(e.name) for _, e in class_dirs}
     notes.update({f"empty_class_folder/{lab}": 1 for lab in cfg.classes
                   if lab in present and per_folder[lab] == 0})
     return items, dict(notes)
 
 
-@dataclass(frozen=True)
-class _Spec:
-    size: int
-    min_size: int
-    photos: bool
-    faces: str
-    margin: float
-    min_face: int
-    detector: str
-
-
-def _decode(spec: _Spec, path: str,
-            ) -> tuple[bytes, list[np.ndarray], list[str], list[np.ndarray | None]]:
+def _decode(cfg: AcquireCfg, path: str,
+            ) -> tuple[bytes, list[np.ndarray], list[str], list[np.ndarray | None]] | str:
+    """One input's (pixel digest, crops, boxes, keypoints), or its reject reason."""
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as exc:
-        raise Reject(f"unreadable: {exc.strerror or exc}") from None
-    if not spec.photos:
-        gray = load_gray(data, min_size=spec.min_size, draft_side=spec.size)
-        return _digest(gray), [center_square(gray, spec.size)], [""], [None]
-    gray, _, crops = face_detection.photo_faces(data, size=spec.size, policy=spec.faces,
-                                                margin=spec.margin, min_face=spec.min_face,
-                                                min_size=spec.min_size, detector=spec.detector)
-    return (_digest(gray), [c.image for c in crops],
+        return f"unreadable: {exc.strerror or exc}"
+    size = cfg.image_size
+    try:
+        if cfg.source != "photos":
+            gray = load_gray(data, min_size=cfg.min_size, draft_side=size)
+            return collect.pixel_digest(gray), [center_square(gray, size)], [""], [None]
+        gray, _, crops = face_detection.photo_faces(
+            data, size=size, policy=cfg.faces, margin=cfg.face_margin,
+            min_face=cfg.face_min_size, min_size=cfg.min_size, detector=cfg.detector)
+    except Reject as exc:
+        return str(exc)
+    return (collect.pixel_digest(gray), [c.image for c in crops],
             [",".join(map(str, c.box)) for c in crops], [c.crop_keypoints for c in crops])
 
 
-def _decode_chunk(args: tuple[_Spec, list[str]]) -> list[tuple[bytes, list, list, list] | str]:
+def _decode_chunk(args: tuple[AcquireCfg, list[str]]) -> list[tuple[bytes, list, list, list] | str]:
     spec, paths = args
-    out: list = []
-    for path in paths:
-        try:
-            out.append(_decode(spec, path))
-        except Reject as exc:
-            out.append(str(exc))
-    return out
+    return [_decode(spec, path) for path in paths]
 
 
-def _map_chunks(spec: _Spec, paths: list[str], workers: int) -> Iterator[list]:
+def _map_chunks(spec: AcquireCfg, paths: list[str], workers: int) -> Iterator[list]:
     chunks = [(spec, paths[i:i + CHUNK]) for i in range(0, len(paths), CHUNK)]
     if workers <= 1 or len(chunks) <= 1:
         yield from map(_decode_chunk, chunks)
@@ -175,17 +142,15 @@ def _map_chunks(spec: _Spec, paths: list[str], workers: int) -> Iterator[list]:
         yield from pool.imap(_decode_chunk, chunks)
 
 
-def read_image_folder(cfg: AcquireCfg, out: Path) -> Acquired:
+def read_image_folder(cfg: AcquireCfg, out: Path) -> collect.Acquired:
     """``image_folder`` and ``photos``: decode (and detect faces) with a process pool."""
-    root = existing_path(cfg.path, "path", want_dir=True)
-    collector = _Collector(out, cfg)
+    root = collect.existing_path(cfg.path, "path", want_dir=True)
+    collector = collect.Collector(out, cfg)
     items, notes = scan_folder(root, cfg, collector)
-    photos = cfg.source == "photos"
-    spec = _Spec(cfg.image_size, cfg.min_size, photos, cfg.faces or "largest",
-                 cfg.face_margin or 0.0, cfg.face_min_size or 0, cfg.detector or "haar")
-    done = 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    workers, done = cfg.workers or cores or 1, 0  # acquire.workers 0: every core we may use
     with tqdm(total=len(items), desc=f"acquire {cfg.source}", disable=None) as bar:
-        for results in _map_chunks(spec, [it.path for it in items], _workers(cfg)):
+        for results in _map_chunks(cfg, [it.path for it in items], workers):
             for item, result in zip(items[done:done + len(results)], results, strict=True):
                 if isinstance(result, str):
                     collector.reject(item.rel, result)
@@ -196,6 +161,6 @@ def read_image_folder(cfg: AcquireCfg, out: Path) -> Acquired:
             done += len(results)
             bar.update(len(results))
     acquired = collector.finish(notes)
-    if photos:
+    if cfg.source == "photos":
         acquired.notes["faces"] = len(acquired.manifest)
     return acquired

@@ -1,20 +1,8 @@
-"""ResNets for small grayscale faces, trained from scratch (no pretrained weights here).
-
-- :class:`FaceResNet` (``resnet``): torchvision's ``BasicBlock`` in four stages of width
-  ``w, 2w, 4w, 8w``; the stem is a 3×3 convolution *without* ImageNet's stride-4 stem, so a 48×48
-  face keeps 48×48 feature maps in the first stage and ends at 6×6.
-- :class:`CompactResNet` (``compact``): the same blocks behind a stride-2 stem (24×24 first
-  stage), one block per stage and a narrow width: about a tenth of ``resnet``'s arithmetic, for
-  training and inference on a couple of CPU cores.
-- :class:`OcclusionAttentionResNet` (``occ_resnet``): the ``resnet`` trunk with a region-attention
-  head in the spirit of RAN (Wang et al., 2020): a small convolutional branch scores every cell of
-  the last feature map, attention-weighted pooling down-weights the cells it scores low, and the
-  head concatenates that with plain global pooling. When the occlusion masks are known (they are
-  for the training rows), :meth:`aux_loss` supervises the scores with each cell's visible
-  fraction, so the model learns *where* a face is hidden instead of guessing from labels alone.
+"""The architectures: ``seed_cnn``, the tutorial baseline, and ResNets for small grayscale faces
+on torchvision's ``BasicBlock``: ``resnet`` (widths ``w..8w``, stride-1 stem), ``compact``
+(stride-2 stem, one block per stage, for CPUs), ``occ_resnet`` (RAN-style region attention,
+Wang et al. 2020, supervised by the masks).
 """
-
-from __future__ import annotations
 
 from collections.abc import Sequence
 
@@ -24,13 +12,31 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock
 
 
+class SeedCNN(nn.Module):
+    """The Keras tutorial CNN (conv32 → pool → conv64 → pool → conv64 → dense64) for S×S faces."""
+
+    head_prefixes: tuple[str, ...] = ("classifier.4.",)  #: the final linear layer
+
+    def __init__(self, num_classes: int = 7, image_size: int = 48, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 32, 3), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(64, 64, 3), nn.ReLU(inplace=True))
+        side = ((image_size - 2) // 2 - 2) // 2 - 2
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(64 * side * side, 64), nn.ReLU(inplace=True),
+            nn.Dropout(dropout), nn.Linear(64, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
 def _stage(cin: int, cout: int, blocks: int, stride: int) -> nn.Sequential:
-    down = None
-    if stride != 1 or cin != cout:
-        down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-    layers = [BasicBlock(cin, cout, stride, down)]
-    layers += [BasicBlock(cout, cout) for _ in range(blocks - 1)]
-    return nn.Sequential(*layers)
+    down = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            if stride != 1 or cin != cout else None)
+    return nn.Sequential(BasicBlock(cin, cout, stride, down),
+                         *(BasicBlock(cout, cout) for _ in range(blocks - 1)))
 
 
 class FaceResNet(nn.Module):
@@ -39,9 +45,7 @@ class FaceResNet(nn.Module):
     default_width = 32
     default_blocks: tuple[int, ...] = (2, 2, 2, 2)
     stem_stride = 1
-    #: the class-specific part (``state_dict`` key prefixes), re-initialised when fine-tuning to
-    #: other classes; everything else is the trunk
-    head_prefixes: tuple[str, ...] = ("head.",)
+    head_prefixes: tuple[str, ...] = ("head.",)  #: the class-specific part (``state_dict``)
 
     def __init__(self, num_classes: int = 7, image_size: int = 48, dropout: float = 0.0,
                  width: int | None = None, blocks: Sequence[int] | None = None) -> None:
@@ -54,18 +58,15 @@ class FaceResNet(nn.Module):
         self.stem = nn.Sequential(
             nn.Conv2d(1, width, 3, self.stem_stride, 1, bias=False), nn.BatchNorm2d(width),
             nn.ReLU(inplace=True))
-        stages, cin = [], width
-        for i, (cout, n) in enumerate(zip(widths, blocks, strict=True)):
-            stages.append(_stage(cin, cout, n, 1 if i == 0 else 2))
-            cin = cout
-        self.stages = nn.Sequential(*stages)
-        self.features_dim = cin
-        self.head = self._head(cin, num_classes, dropout)
-        for m in self.modules():
+        stages = zip([width, *widths[:-1]], widths, blocks, strict=True)
+        self.stages = nn.Sequential(*(_stage(cin, cout, n, 1 if i == 0 else 2)
+                                      for i, (cin, cout, n) in enumerate(stages)))
+        self.features_dim = widths[-1]
+        self.head = self._head(widths[-1], num_classes, dropout)
+        for m in self.modules():  # zero-init each block's last BN: each starts as identity
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        for m in self.modules():  # zero-init the last BN of each block: each starts as identity
-            if isinstance(m, BasicBlock):
+            elif isinstance(m, BasicBlock):
                 nn.init.zeros_(m.bn2.weight)
 
     def _head(self, dim: int, num_classes: int, dropout: float) -> nn.Module:
@@ -88,11 +89,7 @@ class CompactResNet(FaceResNet):
 
 
 class OcclusionAttentionResNet(FaceResNet):
-    """``resnet`` trunk + region attention that learns to down-weight occluded cells.
-
-    In training, :meth:`forward` keeps the attention map of the batch so that the training loop
-    can add :meth:`aux_loss` (weighted by ``model.mask_loss``) from the occlusion masks.
-    """
+    """``resnet`` trunk + region attention that learns to down-weight occluded cells."""
 
     head_prefixes = ("head.", "attention.")
 
@@ -112,10 +109,7 @@ class OcclusionAttentionResNet(FaceResNet):
         return self.head(torch.cat([pooled, attended], dim=1))
 
     def aux_loss(self, masks: torch.Tensor) -> torch.Tensor:
-        """BCE between the last batch's cell scores and each cell's visible fraction.
-
-        ``masks``: N×H×W (bool or float, 1 = occluded) for the batch just forwarded.
-        """
+        """BCE of the last training batch's cell scores vs each cell's unoccluded share."""
         score = self._last_score
         if score is None:
             raise RuntimeError("aux_loss needs a forward pass in training mode first")
