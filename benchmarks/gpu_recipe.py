@@ -76,8 +76,8 @@ def run(pack_file: Path, params_file: Path, out: Path, work: Path) -> None:
     from occlufer.config import load_params
     from occlufer.data.store import read_store
     from occlufer.evaluation.evaluate import EvalSet, evaluate
-    from occlufer.evaluation.headline import write_metrics
     from occlufer.hardware import hardware
+    from occlufer.headline import write_metrics
     from occlufer.models import load_model
     from occlufer.occlusion import OcclusionSpec
     from occlufer.stages.acquire import acquire

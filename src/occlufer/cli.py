@@ -218,7 +218,7 @@ def _zoo_show(args: argparse.Namespace) -> None:
 
 def _zoo_publish(args: argparse.Namespace) -> None:
     from occlufer import zoo
-    from occlufer.zoo.publish import publish
+    from occlufer.publish import publish
 
     card = publish(args.name, models=args.models, report=args.report, params=args.params,
                    lock=args.lock, recipe=args.recipe, conf=args.conf, title=args.title)
@@ -232,7 +232,7 @@ def _zoo_publish(args: argparse.Namespace) -> None:
 
 def _zoo_refresh(args: argparse.Namespace) -> None:
     from occlufer import zoo
-    from occlufer.zoo.publish import refresh
+    from occlufer.publish import refresh
 
     refresh(args.name)
     e = zoo.entry(args.name)
@@ -240,7 +240,7 @@ def _zoo_refresh(args: argparse.Namespace) -> None:
 
 
 def _zoo_check(args: argparse.Namespace) -> int:
-    from occlufer.zoo.publish import check
+    from occlufer.publish import check
 
     within, line = check(args.name, Path(args.report))
     print(line)

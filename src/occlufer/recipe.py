@@ -1,6 +1,6 @@
 """Which recipe (``conf/experiment/<name>.yaml``) a run's parameters come from, cheaply: it
 names the MLflow runs of ``dvc repro``. Option files are read as plain YAML, without Hydra;
-:func:`occlufer.zoo.publish.recipe_of` is the exact comparison for model cards.
+:func:`occlufer.publish.recipe_of` is the exact comparison for model cards.
 """
 
 from collections.abc import Mapping

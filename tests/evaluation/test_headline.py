@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from occlufer.evaluation.headline import (
+from occlufer.headline import (
     DETAIL_FILE,
     HEADLINE_FILE,
     headline_keys,

@@ -23,7 +23,7 @@ from occlufer.inference.predictor import load_predictor, resolve_model
 from occlufer.labels import CLASSES
 from occlufer.models import MODELS, build_model, load_model, save_model
 from occlufer.preprocess import MEAN, STD, WithViews, to_input
-from occlufer.zoo.publish import fp16_parity
+from occlufer.publish import fp16_parity
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = Path(zoo.__file__).resolve().parent
@@ -167,7 +167,7 @@ def test_weights_that_lose_parity_in_fp16_stay_fp32(trained, zoo_dir: Path, tmp_
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     import copy
 
-    from occlufer.zoo.publish import publish
+    from occlufer.publish import publish
 
     model, meta = trained
     big = copy.deepcopy(model)
@@ -250,7 +250,7 @@ def test_card_file_and_registry_agree(published: Path, published_once: tuple[Pat
 
 
 def test_hardware_and_time_recorded_by_train_win(trained, zoo_dir: Path, tmp_path: Path) -> None:
-    from occlufer.zoo.publish import publish
+    from occlufer.publish import publish
 
     hw = {"cpu": "Test CPU 9000", "cores": 3, "gpus": []}
     run = make_run(tmp_path / "run", *trained, hardware=hw, train_seconds=123.0)
@@ -273,7 +273,7 @@ def test_run_time_and_hardware_come_from_the_mlflow_run(trained, zoo_dir: Path, 
     import mlflow
 
     from occlufer import tracking
-    from occlufer.zoo.publish import publish
+    from occlufer.publish import publish
 
     run = make_run(tmp_path / "run", *trained)
     pd.DataFrame({"epoch": [1, 2, 3], "val/acc": [0.3, 0.4, 0.5]}).to_csv(
@@ -298,9 +298,9 @@ def test_a_distilled_model_names_its_teacher_pinned_by_bytes_and_git(
     """``zoo:NAME`` moves on when the zoo is republished, so the card of a distilled model pins
     its teacher by sha256 and, when the run's checkout holds those bytes, by commit and path."""
     from occlufer.hashing import file_sha256
+    from occlufer.publish import publish
     from occlufer.training.distill import provenance
     from occlufer.zoo.card import render
-    from occlufer.zoo.publish import publish
 
     model, meta = trained
     run = tmp_path / "run"
@@ -464,7 +464,7 @@ def test_predict_with_a_zoo_model_says_so_first(published: Path, photo_dir: Path
 def test_without_model_the_default_is_models_then_the_zoo(
         trained, zoo_dir: Path, tmp_path: Path, photo_dir: Path,
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from occlufer.zoo.publish import publish
+    from occlufer.publish import publish
 
     run = make_run(tmp_path / "run", *trained)
     publish(zoo.DEFAULT, run=run, recipe="smoke", conf=str(ROOT / "conf"))

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from occlufer.errors import OccluferError
-from occlufer.evaluation.headline import DETAIL_FILE, write_metrics
-from occlufer.zoo.publish import evaluation, read_report
+from occlufer.headline import DETAIL_FILE, write_metrics
+from occlufer.publish import evaluation, read_report
 from tests.evaluation.test_headline import TYPES, full_metrics
 
 VALIDATE = {"ci_level": 0.95, "gap_ratio": 0.25}

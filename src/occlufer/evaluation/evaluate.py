@@ -19,10 +19,10 @@ from occlufer.config import ValidateCfg
 from occlufer.data.store import Store
 from occlufer.evaluation import plots
 from occlufer.evaluation.calibration import expected_calibration_error, reliability
-from occlufer.evaluation.headline import write_metrics
 from occlufer.evaluation.metrics import bootstrap_ci, classification_metrics
 from occlufer.evaluation.report import write_report
 from occlufer.evaluation.robustness import gap_metrics, robustness_curves, stratified_subset
+from occlufer.headline import write_metrics
 from occlufer.occlusion import OcclusionSpec
 
 #: the evaluation groups with a confusion matrix, reliability curve and ECE

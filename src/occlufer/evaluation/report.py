@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from occlufer.evaluation.headline import fmt as _f
+from occlufer.headline import fmt as _f
 
 
 def _row(metrics: Mapping[str, float], prefix: str, label: str) -> str:

@@ -13,8 +13,8 @@ from occlufer.data.store import Store, manifest_keypoints, read_store, write_sto
 from occlufer.jsonio import write_json
 from occlufer.occlusion import OcclusionSpec, occlude_images
 from occlufer.occlusion.engine import resolve_workers
-from occlufer.occlusion.preview import type_grid
 from occlufer.occlusion.shapes import POINTS
+from occlufer.preview import type_grid
 from occlufer.stages import run_stage, stage_params
 
 SRC = Path("data/acquired")

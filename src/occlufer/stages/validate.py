@@ -13,7 +13,7 @@ from occlufer import tracking
 from occlufer.config import Params
 from occlufer.data.store import MANIFEST, read_store
 from occlufer.evaluation.evaluate import EvalSet, evaluate
-from occlufer.evaluation.headline import split_metrics, summary_markdown, write_metrics
+from occlufer.headline import split_metrics, summary_markdown, write_metrics
 from occlufer.models import load_model
 from occlufer.occlusion import OcclusionSpec
 from occlufer.stages import run_stage, stage_params

@@ -1,6 +1,6 @@
 """A grid with examples of each occluder type (one row per type, clean faces on top).
 
-``python -m occlufer.occlusion.preview --images DIR --out grid.png``: from a folder of faces."""
+``python -m occlufer.preview --images DIR --out grid.png``: from a folder of faces."""
 
 import argparse
 from collections.abc import Sequence

@@ -85,7 +85,7 @@ def _read_json(path: Path, what: str, fix: str) -> Any:
 
 def read_report(folder: Path, fix: str) -> dict[str, Any]:
     """A validate report's metrics: ``metrics.json`` merged with ``detail.json`` if present."""
-    from occlufer.evaluation.headline import DETAIL_FILE, HEADLINE_FILE
+    from occlufer.headline import DETAIL_FILE, HEADLINE_FILE
 
     head = _read_json(folder / HEADLINE_FILE, "validate report", fix)
     detail = folder / DETAIL_FILE
