@@ -14,6 +14,7 @@ import pytest
 
 from occlufer import tracking
 from occlufer.errors import OccluferError
+from occlufer.recipe import flat_keys
 from tests.faults import read_only
 from tests.servers import free_port
 
@@ -42,8 +43,8 @@ def test_sqlite_stores_keep_artifacts_beside_the_database(tmp_path: Path) -> Non
     assert tracking.artifact_root("http://127.0.0.1:5000") is None
 
 
-def test_flatten() -> None:
-    assert tracking.flatten({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": "x"}) == {
+def test_flat_keys() -> None:
+    assert flat_keys({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": "x"}) == {
         "a.b": 1, "a.c.d": [1, 2], "e": "x"}
 
 

@@ -14,8 +14,7 @@ from typing import Any
 
 from occlufer.errors import OccluferError, first_line
 from occlufer.hashing import file_sha256
-from occlufer.recipe import DEFAULT, recipe_name
-from occlufer.recipe import flat_keys as flatten
+from occlufer.recipe import DEFAULT, flat_keys, recipe_name
 
 #: sha256 of a train run's ``model.pt``: how validate and ``zoo publish`` find a model's run
 MODEL_TAG = "occlufer.model_sha256"
@@ -233,7 +232,7 @@ def _open_run(mlflow: Any, experiment: str, params: Mapping[str, Any], run_name:
     try:
         mlflow.set_tags({**run_tags(), NOTE_TAG: describe(params)})
         mlflow.log_params({k: str(v) if isinstance(v, list) else v
-                           for k, v in flatten(params).items()})
+                           for k, v in flat_keys(params).items()})
     except BaseException:
         with contextlib.suppress(Exception):
             mlflow.end_run("FAILED")

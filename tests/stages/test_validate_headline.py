@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from occlufer import tracking
+from occlufer.recipe import flat_keys
 from occlufer.stages.validate import validate
 from tests.stages.test_validate_test_split import untrained  # noqa: F401 - the fixture
 
@@ -30,7 +31,7 @@ def test_validate_writes_the_headline_and_the_detail(untrained, tmp_path: Path, 
     head = json.loads((out / "metrics.json").read_text())
     detail = json.loads((out / "detail.json").read_text())
     # the headline: few numbers (flattened as DVC does), accuracy first, the gaps included
-    assert len(tracking.flatten(head)) <= 30
+    assert len(flat_keys(head)) <= 30
     assert list(head)[:5] == ["val/acc", "val_occluded/acc", "val/ece", "val/macro_f1",
                               "robustness/mean_auc"]
     for key in MUST:
